@@ -1,0 +1,51 @@
+# The two commands of the quick start: `make demo` and `make test`. Both create .venv first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# torch comes from the machine's wheel cache here; pin it in the install step, not in pyproject.
+TORCH  := torch==2.14.1 torchvision==0.29.1
+DEBS   := dataset-fashion-mnist openclipart-svg openclipart-png
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+INTEGRATIONS := integrations/langchain-mmgr integrations/llama-index-retrievers-mmgr
+
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: demo test test-fast bench debs install clean
+
+demo: $(VENV)/.installed
+	$(BIN)/python examples/demo.py
+
+test: $(VENV)/.installed-dev debs
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-fast: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed-dev debs
+	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: $(VENV)/bin/python pyproject.toml
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[all]'
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml $(wildcard integrations/*/pyproject.toml)
+	$(BIN)/pip install -q -e '.[dev]'
+	for p in $(INTEGRATIONS); do [ ! -f $$p/pyproject.toml ] || $(BIN)/pip install -q -e "$$p[dev]" || exit 1; done
+	touch $@
+
+# Debian packages with the data the benchmarks and data tests read (Fashion-MNIST, openclipart).
+debs:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+clean:
+	rm -rf $(VENV) mmgr_data .pytest_cache build *.egg-info

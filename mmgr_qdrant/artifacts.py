@@ -1,0 +1,151 @@
+"""What ``build()`` produces, saved with the index: atomically, checksummed, in generations.
+
+A build is one zip bundle (``build-<generation>.zip``: ``info.json``, ``scheme.json``,
+``scheme.npz``, ``trie.npz``, ``decoder.pt``) stored through the store's blob area (files beside
+the Edge shard, or the ``<collection>__mmgr`` companion collection on a server). A small manifest
+(``build.json``: generation, blob name, sha256) is written *after* the bundle, so a reader sees the
+old build or the new one, never half of one; an interrupted build leaves the previous one in use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .config import FORMAT_VERSION
+from .errors import ArtifactError
+from .store.base import Store
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "build.json"
+
+
+@dataclass(frozen=True)
+class BuildArtifacts:
+    """The fitted docid scheme, the docid trie, the decoder checkpoint and the build's report."""
+
+    scheme_params: dict[str, Any]
+    scheme_arrays: dict[str, np.ndarray]
+    trie_arrays: dict[str, np.ndarray]
+    decoder: bytes
+    info: dict[str, Any] = field(default_factory=dict)
+    generation: int = 0
+
+
+def _npz(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _from_npz(data: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def pack(art: BuildArtifacts) -> bytes:
+    """Serialize a build into one zip bundle."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as z:
+        z.writestr("info.json", json.dumps({**art.info, "format_version": FORMAT_VERSION, "generation": art.generation}, sort_keys=True))
+        z.writestr("scheme.json", json.dumps(art.scheme_params, sort_keys=True))
+        z.writestr("scheme.npz", _npz(art.scheme_arrays))
+        z.writestr("trie.npz", _npz(art.trie_arrays))
+        z.writestr("decoder.pt", art.decoder)
+    return buf.getvalue()
+
+
+def unpack(data: bytes, where: str) -> BuildArtifacts:
+    """Read a bundle written by :func:`pack`.
+
+    Raises:
+        ArtifactError: the bundle is corrupt or of another format version.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            info = json.loads(z.read("info.json"))
+            if info.get("format_version") != FORMAT_VERSION:
+                raise ArtifactError(
+                    f"The build artifacts {where} have format_version {info.get('format_version')}, this library reads {FORMAT_VERSION}; "
+                    "run build() again."
+                )
+            return BuildArtifacts(
+                scheme_params=json.loads(z.read("scheme.json")),
+                scheme_arrays=_from_npz(z.read("scheme.npz")),
+                trie_arrays=_from_npz(z.read("trie.npz")),
+                decoder=z.read("decoder.pt"),
+                info=info,
+                generation=int(info.get("generation", 0)),
+            )
+    except ArtifactError:
+        raise
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise ArtifactError(f"The build artifacts {where} are corrupt ({exc}); run build() again to rewrite them.") from exc
+
+
+def read_manifest(store: Store) -> dict[str, Any] | None:
+    raw = store.get_blob(MANIFEST)
+    if raw is None:
+        return None
+    try:
+        manifest = json.loads(raw)
+        int(manifest["generation"])
+        str(manifest["blob"])
+        str(manifest["sha256"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ArtifactError(f"The build manifest of collection {store.collection!r} is corrupt ({exc}); run build() again.") from exc
+    return dict(manifest)
+
+
+def save_build(store: Store, art: BuildArtifacts) -> BuildArtifacts:
+    """Write a new generation, then switch the manifest to it; older generations are removed.
+
+    Returns:
+        The artifacts with their generation number set.
+    """
+    current = read_manifest_quiet(store)
+    generation = (int(current["generation"]) if current else 0) + 1
+    art = BuildArtifacts(art.scheme_params, art.scheme_arrays, art.trie_arrays, art.decoder, art.info, generation)
+    data = pack(art)
+    blob = f"build-{generation:06d}.zip"
+    store.put_blob(blob, data)
+    manifest = {"generation": generation, "blob": blob, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "format_version": FORMAT_VERSION}
+    store.put_blob(MANIFEST, json.dumps(manifest).encode())  # the switch
+    for name in store.list_blobs():
+        if name.startswith("build-") and name.endswith(".zip") and name != blob:
+            store.delete_blob(name)
+    logger.info("saved build generation %d (%d bytes)", generation, len(data))
+    return art
+
+
+def read_manifest_quiet(store: Store) -> dict[str, Any] | None:
+    try:
+        return read_manifest(store)
+    except ArtifactError:
+        return None
+
+
+def load_build(store: Store) -> BuildArtifacts | None:
+    """The current build, or ``None`` when the index was never built.
+
+    Raises:
+        ArtifactError: the manifest points to a missing or corrupt bundle.
+    """
+    manifest = read_manifest(store)
+    if manifest is None:
+        return None
+    where = f"of collection {store.collection!r} ({manifest['blob']})"
+    data = store.get_blob(manifest["blob"])
+    if data is None:
+        raise ArtifactError(f"The build artifacts {where} are missing; run build() again.")
+    if hashlib.sha256(data).hexdigest() != manifest["sha256"]:
+        raise ArtifactError(f"The build artifacts {where} fail their checksum; run build() again to rewrite them.")
+    return unpack(data, where)

@@ -1,0 +1,98 @@
+"""The one frozen configuration of an index, saved with it and checked on every open."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from ._version import __version__
+from .errors import ArtifactError, ConfigError
+
+FORMAT_VERSION = 1
+"""Bumped when the stored layout changes incompatibly; an index of another format is refused."""
+
+DEFAULT_ENCODER = "lit:default"
+
+
+@dataclass(frozen=True)
+class HybridConfig:
+    """Knobs of hybrid search (see ``docs/architecture.md``, "Score fusion").
+
+    Attributes:
+        beam_size: prefixes the decoder keeps per query.
+        depth: docid levels (after the modality code) the prefix filter uses.
+        fusion_weight: weight of the decoder's prefix probability in the fused score
+            ``score = cosine + fusion_weight * p(prefix | query)``.
+        min_hits_factor: fall back to dense search when the filtered set has fewer than ``k`` hits.
+    """
+
+    beam_size: int = 16
+    depth: int = 1
+    fusion_weight: float = 0.05
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """Everything needed to reopen an index, saved as ``config.json`` with it.
+
+    Attributes:
+        collection: the Qdrant collection name.
+        encoder: the encoder's registry name (``lit:default``, ``open_clip:ViT-B-32/...``).
+        dim: the embedding dimension.
+        docid_scheme: the docid scheme's registry name (``rq``, ``hkmeans``, ``pq``, ``lsh``).
+        docid_params: the scheme's parameters (levels, codebook size, ...).
+        decoder_params: overrides of the decoder's config and training settings.
+        hybrid: hybrid search knobs.
+        format_version: the stored layout's version.
+        library_version: the mmgr-qdrant version that created the index.
+    """
+
+    collection: str
+    encoder: str
+    dim: int
+    docid_scheme: str = "rq"
+    docid_params: dict[str, Any] = field(default_factory=dict)
+    decoder_params: dict[str, Any] = field(default_factory=dict)
+    hybrid: HybridConfig = field(default_factory=HybridConfig)
+    format_version: int = FORMAT_VERSION
+    library_version: str = __version__
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes, where: str = "config.json") -> "IndexConfig":
+        try:
+            data = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ArtifactError(f"The index config {where} is not valid JSON ({exc}); restore it from an export or recreate the index.") from exc
+        if not isinstance(data, dict):
+            raise ArtifactError(f"The index config {where} is not a JSON object; restore it from an export or recreate the index.")
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ArtifactError(
+                f"The index has format_version {version} but this mmgr-qdrant {__version__} reads format_version {FORMAT_VERSION}; "
+                "install the mmgr-qdrant version that wrote it, or export and re-import the index."
+            )
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ArtifactError(f"The index config {where} has unknown fields {sorted(unknown)}; it was written by a newer mmgr-qdrant.")
+        try:
+            data["hybrid"] = HybridConfig(**data.get("hybrid", {}))
+            return cls(**data)
+        except TypeError as exc:
+            raise ArtifactError(f"The index config {where} does not match this version ({exc}); recreate the index.") from exc
+
+    def with_(self, **changes: Any) -> "IndexConfig":
+        return replace(self, **changes)
+
+
+def check_encoder_matches(config: IndexConfig, encoder_name: str | None) -> None:
+    """Refuse to open an index with another encoder than the one that built it."""
+    if encoder_name is not None and encoder_name != config.encoder:
+        raise ConfigError(
+            f"Collection {config.collection!r} was built with encoder {config.encoder!r} but {encoder_name!r} was given; "
+            f"open it with encoder={config.encoder!r} (or leave encoder out), or create a new collection."
+        )

@@ -1,0 +1,107 @@
+"""The store contract: the only code in the library that talks to Qdrant lives behind it.
+
+Two backends implement it, :class:`~mmgr_qdrant.store.edge.EdgeStore` (Qdrant Edge, embedded,
+on disk) and :class:`~mmgr_qdrant.store.client.ClientStore` (any ``QdrantClient``: server, cloud,
+local mode). Both raise the same :mod:`mmgr_qdrant.errors` subclass for the same fault.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..errors import DimensionMismatchError, InputError
+from ..filters import Filter
+from ..types import PointId
+
+
+@dataclass(frozen=True)
+class Record:
+    """A stored point: id, payload and (when asked for) its vector."""
+
+    id: PointId
+    payload: dict[str, Any]
+    vector: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class ScoredRecord:
+    """A point returned by a vector query, with its cosine similarity."""
+
+    id: PointId
+    score: float
+    payload: dict[str, Any]
+    vector: np.ndarray | None = None
+
+
+class Store(Protocol):
+    """One collection in Qdrant plus a small blob area for the index's artifacts."""
+
+    collection: str
+
+    def exists(self) -> bool: ...
+    def connect(self) -> None: ...
+    def create(self, dim: int) -> None: ...
+    def upsert(self, ids: Sequence[PointId], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]) -> None: ...
+    def set_payload(self, ids: Sequence[PointId], key: str, values: Sequence[dict[str, Any]]) -> None: ...
+    def delete(self, ids: Sequence[PointId]) -> None: ...
+    def retrieve(self, ids: Sequence[PointId], with_vectors: bool = False) -> list[Record]: ...
+    def scroll(self, filter: Filter | None = None, batch_size: int = 1024, with_vectors: bool = False) -> Iterator[list[Record]]: ...
+    def count(self, filter: Filter | None = None) -> int: ...
+    def query(self, vector: np.ndarray, k: int, filter: Filter | None = None, with_vectors: bool = False) -> list[ScoredRecord]: ...
+    def query_batch(self, vectors: np.ndarray, k: int, filters: Sequence[Filter | None]) -> list[list[ScoredRecord]]: ...
+    def put_blob(self, key: str, data: bytes) -> None: ...
+    def get_blob(self, key: str) -> bytes | None: ...
+    def delete_blob(self, key: str) -> None: ...
+    def list_blobs(self) -> list[str]: ...
+    def drop(self) -> None: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+
+
+def normalize_id(raw: Any) -> PointId:
+    """Ids come back as int, str or ``uuid.UUID`` depending on the backend; return int or canonical str."""
+    if isinstance(raw, bool):
+        raise InputError(f"Point id {raw!r} is a bool; use an unsigned int or a UUID string.")
+    if isinstance(raw, (int, np.integer)):
+        if int(raw) < 0:
+            raise InputError(f"Point id {int(raw)} is negative; Qdrant ids are unsigned ints or UUID strings.")
+        return int(raw)
+    if isinstance(raw, uuid.UUID):
+        return str(raw)
+    if isinstance(raw, str):
+        try:
+            return str(uuid.UUID(raw))
+        except ValueError:
+            raise InputError(
+                f"Point id {raw!r} is neither an unsigned int nor a UUID string; "
+                "use one of those, or leave ids out to derive them from the content."
+            ) from None
+    raise InputError(f"Point id {raw!r} has type {type(raw).__name__}; use an unsigned int or a UUID string.")
+
+
+def check_vectors(vectors: np.ndarray, dim: int, what: str = "vectors") -> np.ndarray:
+    """Validate a 2-d batch of vectors of the collection's dimension; returns float32."""
+    arr = np.asarray(vectors, dtype=np.float32)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        raise InputError(f"The {what} have shape {arr.shape}; pass a 2-d array of shape (n, {dim}).")
+    if arr.shape[1] != dim:
+        raise DimensionMismatchError(
+            f"The {what} have dimension {arr.shape[1]} but the collection stores {dim}-d vectors; "
+            f"embed with the collection's encoder or create a new collection."
+        )
+    if not np.all(np.isfinite(arr)):
+        raise InputError(f"The {what} contain NaN or infinite values; clean them before adding.")
+    return arr
+
+
+def chunked(seq: Sequence[Any], size: int) -> Iterator[tuple[int, Sequence[Any]]]:
+    """Yield ``(start, slice)`` pairs of at most ``size`` items."""
+    for start in range(0, len(seq), size):
+        yield start, seq[start : start + size]

@@ -1,0 +1,84 @@
+"""Value objects shared by every part: hits, add results, modalities and the payload schema."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
+
+PointId = Union[int, str]
+"""A Qdrant point id: an unsigned integer or a UUID string."""
+
+Modality = Literal["image", "text"]
+
+MODALITY_CODES: dict[str, int] = {"text": 0, "image": 1}
+"""The first docid code of every document is its modality (GENIUS)."""
+CODE_MODALITIES: dict[int, str] = {v: k for k, v in MODALITY_CODES.items()}
+
+RESERVED_KEY = "_mmgr"
+"""The one payload key that holds the library's own fields; user payloads may not use it."""
+
+# Fields under RESERVED_KEY. Dotted paths are what filters use.
+F_MODALITY = f"{RESERVED_KEY}.modality"
+F_PREFIXES = f"{RESERVED_KEY}.prefixes"
+F_LINKS = f"{RESERVED_KEY}.links"
+F_DOCID = f"{RESERVED_KEY}.docid"
+F_BATCH = f"{RESERVED_KEY}.batch"
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result.
+
+    Attributes:
+        id: the point id.
+        score: the final score (higher is better); its meaning depends on the search mode.
+        docid: the document's semantic docid, or ``()`` before the index is built.
+        modality: ``"image"`` or ``"text"``.
+        payload: the user payload exactly as it was given.
+        uri: the image file the document came from, when it came from a file.
+        text: the text of a text document.
+        explain: per-stage figures when ``explain=True`` was asked (beam and vector scores).
+    """
+
+    id: PointId
+    score: float
+    docid: tuple[int, ...]
+    modality: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    uri: str | None = None
+    text: str | None = None
+    explain: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An item of a batch that was not stored, with the reason."""
+
+    index: int
+    item: str
+    reason: str
+
+
+class AddResult(list):  # type: ignore[type-arg]
+    """The ids stored by an ``add_*`` call, in input order, plus the items skipped.
+
+    It is a plain ``list`` of ids, so ``ids = r.add_texts([...])`` reads naturally;
+    ``result.skipped`` lists what ``on_error="skip"`` left out and why.
+    """
+
+    def __init__(self, ids: list[PointId] | None = None, skipped: list[Skipped] | None = None) -> None:
+        super().__init__(ids or [])
+        self.skipped: list[Skipped] = list(skipped or [])
+
+
+def prefix_keys(docid: tuple[int, ...] | list[int]) -> list[str]:
+    """All prefixes of a docid as keyword strings: ``(1, 12, 7)`` -> ``["1", "1.12", "1.12.7"]``."""
+    out: list[str] = []
+    for i in range(1, len(docid) + 1):
+        out.append(".".join(str(int(c)) for c in docid[:i]))
+    return out
+
+
+def prefix_key(prefix: tuple[int, ...] | list[int]) -> str:
+    """One prefix as its keyword string."""
+    return ".".join(str(int(c)) for c in prefix)

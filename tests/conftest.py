@@ -1,0 +1,64 @@
+"""Shared fixtures: a tiny real encoder, and one suite run against both store backends."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np
+import pytest
+
+from mmgr_qdrant import MultimodalRetriever
+
+TINY = "open_clip:mmgr-tiny/none"
+BACKENDS = ["edge", "local"]
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder() -> Any:
+    """A tiny random-init open_clip model: the real code path, milliseconds a batch."""
+    from mmgr_qdrant.encoders import get_encoder
+
+    return get_encoder(TINY)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def connect(backend: str, tmp_path: Path) -> Iterator[Callable[..., dict[str, Any]]]:
+    """Connection kwargs for the backend under test: an Edge folder, or a local-mode QdrantClient."""
+    clients: list[Any] = []
+
+    def make(fresh: bool = False) -> dict[str, Any]:
+        if backend == "edge":
+            return {"path": tmp_path / "edge"}
+        from qdrant_client import QdrantClient
+
+        if fresh or not clients:
+            clients.append(QdrantClient(":memory:"))
+        return {"client": clients[-1]}
+
+    yield make
+    for c in clients:
+        c.close()
+
+
+@pytest.fixture
+def retriever(connect: Callable[..., dict[str, Any]], tiny_encoder: Any) -> Iterator[MultimodalRetriever]:
+    r = MultimodalRetriever.create("docs", encoder=tiny_encoder, **connect())
+    yield r
+    r.close()
+
+
+def make_image(seed: int, size: int = 40) -> np.ndarray:
+    """A deterministic RGB test image."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 255, size=(size, size, 3), dtype=np.uint8)
