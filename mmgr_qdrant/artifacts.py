@@ -105,15 +105,18 @@ def read_manifest(store: Store) -> dict[str, Any] | None:
     return dict(manifest)
 
 
-def save_build(store: Store, art: BuildArtifacts) -> BuildArtifacts:
-    """Write a new generation, then switch the manifest to it; older generations are removed.
-
-    Returns:
-        The artifacts with their generation number set.
-    """
+def next_generation(store: Store) -> int:
+    """The generation number the next build will get."""
     current = read_manifest_quiet(store)
-    generation = (int(current["generation"]) if current else 0) + 1
-    art = BuildArtifacts(art.scheme_params, art.scheme_arrays, art.trie_arrays, art.decoder, art.info, generation)
+    return (int(current["generation"]) if current else 0) + 1
+
+
+def save_build(store: Store, art: BuildArtifacts) -> None:
+    """Write ``art`` as generation ``art.generation``, then switch the manifest to it.
+
+    The bundle of the previous generation is removed only after the switch.
+    """
+    generation = art.generation
     data = pack(art)
     blob = f"build-{generation:06d}.zip"
     store.put_blob(blob, data)
@@ -123,7 +126,6 @@ def save_build(store: Store, art: BuildArtifacts) -> BuildArtifacts:
         if name.startswith("build-") and name.endswith(".zip") and name != blob:
             store.delete_blob(name)
     logger.info("saved build generation %d (%d bytes)", generation, len(data))
-    return art
 
 
 def read_manifest_quiet(store: Store) -> dict[str, Any] | None:

@@ -5,22 +5,28 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from .artifacts import BuildArtifacts, next_generation, save_build
 from .config import DEFAULT_ENCODER, IndexConfig, check_encoder_matches
 from .encoders.base import Encoder, get_encoder
-from .errors import ArtifactError, CollectionNotFoundError, ConfigError, InputError, MMGRError, NotFoundError
+from .errors import ArtifactError, CollectionNotFoundError, ConfigError, InputError, MMGRError, NotBuiltError, NotFoundError
 from .filters import Filter, HasId, Match, all_of
+from .generative import GenerativeIndex, docid_fields, docid_of, retag
 from .ids import content_id, image_digest, text_digest, vector_digest
 from .images import describe, image_uri, load_image
 from .progress import ProgressCallback, null_progress
 from .store import ClientStore, EdgeStore, Store
 from .store.base import Record, ScoredRecord, check_vectors, normalize_id
-from .types import F_MODALITY, MODALITY_CODES, RESERVED_KEY, AddResult, Hit, PointId, Skipped
+from .types import F_MODALITY, MODALITY_CODES, RESERVED_KEY, AddResult, BuildReport, Hit, PointId, Skipped
+
+if TYPE_CHECKING:
+    from .setops import AtomResolution, Compiled, ConceptCutoff, Expr
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +51,11 @@ class MultimodalRetriever:
         self._encoder = encoder
         self._lock = threading.RLock()
         self._closed = False
+        self._gen: GenerativeIndex | None = GenerativeIndex.load(store)
+        from .setops import ConceptCutoff
+
+        self.cutoff: ConceptCutoff = ConceptCutoff()
+        """How many decoder prefixes stand for a concept in boolean queries (tunable)."""
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -197,6 +208,8 @@ class MultimodalRetriever:
         *,
         payloads: Sequence[dict[str, Any] | None] | None = None,
         ids: Sequence[PointId] | None = None,
+        captions: Sequence[str | None] | None = None,
+        caption_docs: bool = False,
         on_error: OnError = "raise",
         batch_size: int = 64,
         progress: ProgressCallback | None = None,
@@ -208,6 +221,9 @@ class MultimodalRetriever:
             payloads: one dict (or ``None``) per image, stored as given.
             ids: point ids (unsigned ints or UUID strings); derived from the content when left out,
                 so adding the same image twice stores it once.
+            captions: one caption (or ``None``) per image, returned as the hit's ``text``.
+            caption_docs: also store each caption as a text document linked to its image, so text
+                search finds captions and the decoder learns caption -> image pairs.
             on_error: ``"raise"`` (nothing of the batch is written when an item is bad) or
                 ``"skip"`` (good items are stored, bad ones listed in ``result.skipped``).
             batch_size: images per encoder batch and per upsert.
@@ -220,14 +236,32 @@ class MultimodalRetriever:
             InputError: an image is missing or unreadable, or a payload or id is invalid (``on_error="raise"``).
         """
         items = _as_list(images, "images")
+        if captions is not None and len(captions) != len(items):
+            raise InputError(f"Got {len(captions)} captions for {len(items)} images; give one caption (or None) per image.")
 
         def prepare(i: int, item: Any) -> tuple[Any, dict[str, Any]]:
             img = load_image(item)
             pid = content_id("image", image_digest(item)) if ids is None else normalize_id(ids[i])
-            meta = {"modality": "image", "uri": image_uri(item)}
+            caption = captions[i] if captions is not None else None
+            if caption is not None and (not isinstance(caption, str) or not caption.strip()):
+                raise InputError(f"Caption #{i} {caption!r} is empty or not a string; give text or None.")
+            meta = {"modality": "image", "uri": image_uri(item), "caption": caption}
             return (pid, img), meta
 
-        return self._ingest(items, prepare, lambda batch: self.encoder.encode_images(batch), payloads, ids, on_error, batch_size, progress)
+        result = self._ingest(items, prepare, lambda batch: self.encoder.encode_images(batch), payloads, ids, on_error, batch_size, progress)
+        if caption_docs and captions is not None:
+            self._add_caption_docs(items, result, captions, payloads)
+        return result
+
+    def _add_caption_docs(self, items: list[Any], result: AddResult, captions: Sequence[str | None], payloads: Any) -> None:
+        skipped = {s.index for s in result.skipped}
+        kept = [i for i in range(len(items)) if i not in skipped]
+        pairs = [(result[j], captions[i]) for j, i in enumerate(kept) if captions[i]]
+        if not pairs:
+            return
+        user = [payloads[i] if payloads is not None else None for j, i in enumerate(kept) if captions[i]]
+        text_ids = self.add_texts([c for _, c in pairs], payloads=user)  # type: ignore[misc]
+        self.link_many([(img, txt) for (img, _), txt in zip(pairs, text_ids)])
 
     def add_texts(
         self,
@@ -371,7 +405,20 @@ class MultimodalRetriever:
         return True
 
     def _before_upsert(self, ids: list[PointId], vectors: np.ndarray, payloads: list[dict[str, Any]]) -> None:
-        """Hook for the generative index: assign docids to new points once the index is built."""
+        """Once the index is built, new points get docids at once from the frozen scheme."""
+        gen = self._gen
+        if gen is None:
+            return
+        existing = {r.id: r.payload for r in self.store.retrieve(ids)}
+        stale = [docid_of(p, gen.generation) for p in existing.values()]
+        gen.forget(np.asarray([d for d in stale if d], dtype=np.int64).reshape(-1, gen.n_levels))
+        mods = np.asarray([MODALITY_CODES[p[RESERVED_KEY]["modality"]] for p in payloads])
+        docids = gen.assign(vectors, mods)
+        for pid, payload, docid in zip(ids, payloads, docids):
+            old = (existing.get(pid) or {}).get(RESERVED_KEY, {})
+            payload[RESERVED_KEY].update(docid_fields(gen.generation, docid))
+            if old.get("links"):
+                payload[RESERVED_KEY]["links"] = old["links"]
 
     # -- reading -----------------------------------------------------------------------------
     def get(self, ids: Sequence[PointId]) -> list[Hit]:
@@ -385,7 +432,8 @@ class MultimodalRetriever:
         missing = [i for i in wanted if i not in found]
         if missing:
             raise NotFoundError(f"Ids {missing[:5]} are not in collection {self.config.collection!r}; check them with count() or search().")
-        return [_hit(found[i], 1.0) for i in wanted]
+        gen = self._gen.generation if self._gen is not None else None
+        return [_hit(found[i], 1.0, None, gen) for i in wanted]
 
     def count(self, modality: str | None = None) -> int:
         """Documents stored, all or of one modality."""
@@ -399,16 +447,21 @@ class MultimodalRetriever:
         """
         wanted = [normalize_id(i) for i in _as_list(ids, "ids")]
         with self._lock:
-            found = {r.id for r in self.store.retrieve(wanted)}
-            missing = [i for i in wanted if i not in found]
+            records = {r.id: r for r in self.store.retrieve(wanted)}
+            missing = [i for i in wanted if i not in records]
             if missing:
                 raise NotFoundError(f"Ids {missing[:5]} are not in collection {self.config.collection!r}; nothing was deleted.")
             self.store.delete(wanted)
+            self._unlink_deleted(records)
+            gen = self._gen
+            if gen is not None:
+                docids = [docid_of(r.payload, gen.generation) for r in records.values()]
+                gen.forget(np.asarray([d for d in docids if d], dtype=np.int64).reshape(-1, gen.n_levels))
 
     # -- search --------------------------------------------------------------------------------
     def search(
         self,
-        query: str | None = None,
+        query: "str | Expr | None" = None,
         *,
         image: Any = None,
         vector: np.ndarray | None = None,
@@ -421,7 +474,8 @@ class MultimodalRetriever:
         """Search by text, image or vector.
 
         Args:
-            query: a text query.
+            query: a text query, or a boolean :class:`~mmgr_qdrant.setops.Q` expression
+                (``Q.text("cat") & ~Q.text("dog")``; parse a string with ``Q.parse``).
             image: a query image (path, PIL image, bytes or array).
             vector: a query embedding of the index's dimension.
             k: hits to return.
@@ -437,11 +491,80 @@ class MultimodalRetriever:
         Raises:
             InputError: no query, more than one query, an empty text, an unreadable image, or ``k < 1``.
         """
+        from .setops import Expr
+
+        if isinstance(query, Expr):
+            if image is not None or vector is not None:
+                raise InputError("Give a Q expression alone; put images inside it with Q.image(...).")
+            _check_k(k)
+            return self._search_expr(query, k, modality, where, explain)
         vec = self._query_vector(query, image, vector)
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            raise InputError(f"k={k!r} is not a positive integer; ask for at least one hit.")
+        _check_k(k)
         flt = all_of(_modality_filter(modality), _where_filter(where))
-        return self._dense(vec, k, flt, explain)
+        mode = self._mode(mode)
+        if mode == "dense" or (mode == "hybrid" and self._gen is None):
+            return self._dense(vec, k, flt, explain)
+        gen = self._require_built(mode)
+        if mode == "generative":
+            return self._generative(gen, vec, k, modality, flt, explain)
+        return self._hybrid(gen, vec[None, :], k, modality, [flt], explain)[0]
+
+    def search_batch(
+        self,
+        queries: Sequence[str] | None = None,
+        *,
+        images: Sequence[Any] | None = None,
+        vectors: np.ndarray | None = None,
+        k: int = 10,
+        modality: str | None = None,
+        mode: SearchMode | None = None,
+        where: dict[str, Any] | None = None,
+    ) -> list[list[Hit]]:
+        """Search many queries at once (texts, images or vectors); one list of hits per query.
+
+        Embedding, beam search and the Qdrant queries each run once for the whole batch.
+        """
+        given = [x is not None for x in (queries, images, vectors)]
+        if sum(given) != 1:
+            raise InputError("Give exactly one of queries (texts), images= or vectors= to search_batch.")
+        _check_k(k)
+        if queries is not None:
+            texts = _as_list(queries, "queries")
+            for i, t in enumerate(texts):
+                if not isinstance(t, str) or not t.strip():
+                    raise InputError(f"Query #{i} {t!r} is empty or not a string; type what to search for.")
+            vecs = self.encoder.encode_texts(texts)
+        elif images is not None:
+            vecs = self.encoder.encode_images([load_image(im) for im in _as_list(images, "images")])
+        else:
+            vecs = check_vectors(np.asarray(vectors, dtype=np.float32), self.config.dim, "query vectors")
+            vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+        flt = all_of(_modality_filter(modality), _where_filter(where))
+        mode = self._mode(mode)
+        if len(vecs) == 0:
+            return []
+        if mode == "dense" or (mode == "hybrid" and self._gen is None):
+            g = self._gen.generation if self._gen is not None else None
+            return [[_hit(r, r.score, None, g) for r in rows] for rows in self.store.query_batch(vecs, k, [flt] * len(vecs))]
+        gen = self._require_built(mode)
+        if mode == "generative":
+            return [self._generative(gen, v, k, modality, flt, False) for v in vecs]
+        return self._hybrid(gen, vecs, k, modality, [flt] * len(vecs), False)
+
+    def _mode(self, mode: str | None) -> str:
+        if mode is None:
+            return "hybrid" if self._gen is not None else "dense"
+        if mode not in ("hybrid", "generative", "dense"):
+            raise InputError(f"mode={mode!r} is not known; use 'hybrid', 'generative' or 'dense'.")
+        return mode
+
+    def _require_built(self, mode: str) -> GenerativeIndex:
+        gen = self._gen
+        if gen is None:
+            raise NotBuiltError(
+                f"Collection {self.config.collection!r} has no build yet, so mode={mode!r} has no decoder; run build() first."
+            )
+        return gen
 
     def _query_vector(self, query: str | None, image: Any, vector: np.ndarray | None) -> np.ndarray:
         given = [x is not None for x in (query, image, vector)]
@@ -459,9 +582,310 @@ class MultimodalRetriever:
             raise InputError("The query vector is all zeros; it has no direction to search by.")
         return arr / norm
 
+    # -- boolean queries --------------------------------------------------------------------------
+    def compile(self, expr: "Expr | str", *, allow_negative_only: bool = False) -> "Compiled":
+        """Compile a Q expression (or a query string) against this index, without searching.
+
+        Concept atoms (text, image) resolve to the docid prefixes the decoder assigns them, cut off
+        by ``self.cutoff`` (a :class:`~mmgr_qdrant.setops.ConceptCutoff`). ``compiled.explain()``
+        shows the sets and the filter.
+
+        Raises:
+            NotBuiltError: the expression has a text or image atom and the index is not built.
+            QuerySyntaxError: a malformed query string.
+            NotFoundError: an id in ``Q.ids`` is not in the index.
+        """
+        from .setops import compile_expr
+
+        return compile_expr(expr, _Resolver(self), allow_negative_only=allow_negative_only)
+
+    def _search_expr(self, expr: "Expr", k: int, modality: str | None, where: dict[str, Any] | None, explain: bool) -> list[Hit]:
+        compiled = self.compile(expr, allow_negative_only=True)
+        gen = self._gen
+        flt = retag(compiled.filter, gen.generation) if gen is not None else compiled.filter
+        flt = all_of(flt, _modality_filter(modality), _where_filter(where))
+        vec = compiled.ranking_vector
+        g = gen.generation if gen is not None else None
+        info = {"mode": "boolean", "query": compiled.explain()} if explain else None
+        if vec is None:  # nothing positive to rank by: the matching documents in store order
+            rows: list[Any] = next(iter(self.store.scroll(flt, batch_size=k)), [])[:k]
+            return [_hit(r, 0.0, info, g) for r in rows]
+        return [_hit(r, r.score, {**info, "vector_score": r.score} if info else None, g) for r in self.store.query(vec, k, flt)]
+
+    def _concept(self, vec: np.ndarray) -> tuple[tuple[tuple[int, ...], ...], tuple[float, ...]]:
+        from .setops import select_prefixes
+
+        gen = self._gen
+        if gen is None:
+            raise NotBuiltError(
+                f"Collection {self.config.collection!r} has no build yet, and text or image terms in a boolean query "
+                "stand for the docid prefixes the decoder assigns them; run build() first."
+            )
+        cut = self.cutoff
+        depth = min(cut.depth or 1 + self.config.hybrid.depth, gen.n_levels)
+        pairs = gen.decode(vec[None, :], beam_size=cut.beam_size, depth=depth).query(0)
+        return select_prefixes([p for p, _ in pairs], [s for _, s in pairs], cut)
+
+    # -- cross-modal links ------------------------------------------------------------------------
+    def link(self, a: PointId, b: PointId) -> None:
+        """Link two documents (an image and its caption, say), stored both ways in their payloads.
+
+        Links feed :meth:`related` and the decoder's cross-modal training pairs.
+
+        Raises:
+            NotFoundError: either id is not in the collection.
+        """
+        self.link_many([(a, b)])
+
+    def link_many(self, pairs: Sequence[tuple[PointId, PointId]]) -> None:
+        """Link many pairs at once; see :meth:`link`."""
+        with self._lock:
+            norm = [(normalize_id(a), normalize_id(b)) for a, b in pairs]
+            wanted = sorted({x for p in norm for x in p}, key=str)
+            records = {r.id: r for r in self.store.retrieve(wanted)}
+            missing = [i for i in wanted if i not in records]
+            if missing:
+                raise NotFoundError(f"Ids {missing[:5]} are not in collection {self.config.collection!r}; nothing was linked.")
+            links = {i: list((records[i].payload.get(RESERVED_KEY) or {}).get("links", [])) for i in wanted}
+            for a, b in norm:
+                if a == b:
+                    raise InputError(f"Cannot link document {a!r} to itself; give two different ids.")
+                for x, y in ((a, b), (b, a)):
+                    if str(y) not in links[x]:
+                        links[x].append(str(y))
+            self.store.set_payload(wanted, RESERVED_KEY, [{"links": links[i]} for i in wanted])
+
+    def related(self, id: PointId, *, modality: str | None = None, k: int = 10) -> list[Hit]:
+        """Documents related to ``id``: its linked documents first, then its nearest neighbours.
+
+        Args:
+            id: the document.
+            modality: only documents of this modality (``"image"`` or ``"text"``).
+            k: hits to return.
+
+        Raises:
+            NotFoundError: ``id`` is not in the collection.
+        """
+        _check_k(k)
+        pid = normalize_id(id)
+        found = self.store.retrieve([pid], with_vectors=True)
+        if not found:
+            raise NotFoundError(f"Id {pid!r} is not in collection {self.config.collection!r}; check it with get().")
+        rec = found[0]
+        g = self._gen.generation if self._gen is not None else None
+        linked_ids = [normalize_id(x) for x in (rec.payload.get(RESERVED_KEY) or {}).get("links", [])]
+        hits = []
+        for r in self.store.retrieve(linked_ids):
+            if modality is None or (r.payload.get(RESERVED_KEY) or {}).get("modality") == modality:
+                hits.append(_hit(r, 1.0, {"relation": "linked"}, g))
+        seen = {pid, *(h.id for h in hits)}
+        if len(hits) < k:
+            for r in self.store.query(rec.vector, k + len(seen), _modality_filter(modality)):  # type: ignore[arg-type]
+                if r.id not in seen and len(hits) < k:
+                    seen.add(r.id)
+                    hits.append(_hit(r, r.score, {"relation": "nearest"}, g))
+        return hits[:k]
+
+    def _unlink_deleted(self, records: dict[PointId, Record]) -> None:
+        """Remove links that point to deleted documents from the documents that remain."""
+        gone = {str(i) for i in records}
+        others = {normalize_id(x) for r in records.values() for x in (r.payload.get(RESERVED_KEY) or {}).get("links", [])}
+        others -= set(records)
+        if not others:
+            return
+        remaining = self.store.retrieve(sorted(others, key=str))
+        values = [{"links": [x for x in (r.payload.get(RESERVED_KEY) or {}).get("links", []) if x not in gone]} for r in remaining]
+        self.store.set_payload([r.id for r in remaining], RESERVED_KEY, values)
+
     def _dense(self, vec: np.ndarray, k: int, flt: Filter | None, explain: bool) -> list[Hit]:
+        gen = self._gen.generation if self._gen is not None else None
         rows = self.store.query(vec, k, flt)
-        return [_hit(r, r.score, {"mode": "dense", "vector_score": r.score} if explain else None) for r in rows]
+        return [_hit(r, r.score, {"mode": "dense", "vector_score": r.score} if explain else None, gen) for r in rows]
+
+    def _hybrid(
+        self, gen: GenerativeIndex, vecs: np.ndarray, k: int, modality: str | None, flts: list[Filter | None], explain: bool
+    ) -> list[list[Hit]]:
+        """Decode prefixes, one filtered Qdrant query per query, fuse scores, fall back to dense.
+
+        ``score = cosine + fusion_weight * p(prefix)``, where ``p`` is the decoder's probability of
+        the hit's prefix renormalized over the beam (see docs/architecture.md, "Score fusion").
+        """
+        hc = self.config.hybrid
+        depth = min(1 + hc.depth, gen.n_levels)
+        beams = gen.decode(vecs, beam_size=hc.beam_size, depth=depth, modality=_modality_code(modality))
+        filters, probs = [], []
+        for i in range(len(vecs)):
+            pairs = beams.query(i)
+            lp = np.asarray([s for _, s in pairs], dtype=np.float64)
+            p = np.exp(lp - lp.max()) if len(lp) else lp
+            p = p / p.sum() if len(p) else p
+            probs.append({pre: float(pi) for (pre, _), pi in zip(pairs, p)})
+            filters.append(all_of(gen.prefix_filter([pre for pre, _ in pairs]), flts[i]) if pairs else None)
+        results = self.store.query_batch(vecs, k, [f if f is not None else _MATCH_NOTHING for f in filters])
+        out: list[list[Hit]] = []
+        for i, rows in enumerate(results):
+            hits = []
+            for r in rows:
+                docid = docid_of(r.payload, gen.generation)
+                p = probs[i].get(tuple(docid[:depth]), 0.0)
+                score = r.score + hc.fusion_weight * p
+                info = {"mode": "hybrid", "vector_score": r.score, "prefix": docid[:depth], "prefix_prob": p,
+                        "beam": [list(pre) for pre in probs[i]]} if explain else None
+                hits.append(_hit(r, score, info, gen.generation))
+            if len(hits) < k:  # too few documents behind the prefixes: fill up from dense search
+                seen = {h.id for h in hits}
+                for r in self.store.query(vecs[i], k, flts[i]):
+                    if r.id not in seen and len(hits) < k:
+                        hits.append(_hit(r, r.score, {"mode": "dense-fallback", "vector_score": r.score} if explain else None, gen.generation))
+            hits.sort(key=lambda h: -h.score)
+            out.append(hits)
+        return out
+
+    def _generative(self, gen: GenerativeIndex, vec: np.ndarray, k: int, modality: str | None, flt: Filter | None, explain: bool) -> list[Hit]:
+        """The decoder's own ranking: whole docids by beam score, no vector ranking."""
+        beam = max(k, self.config.hybrid.beam_size)
+        pairs = gen.decode(vec[None, :], beam_size=beam, depth=gen.n_levels, modality=_modality_code(modality)).query(0)
+        if not pairs:
+            return []
+        rows = self.store.query(vec, len(pairs), all_of(gen.prefix_filter([p for p, _ in pairs]), flt))
+        by_docid = {docid_of(r.payload, gen.generation): r for r in rows}
+        hits = []
+        for docid, lp in pairs:
+            r = by_docid.get(docid)
+            if r is not None:
+                info = {"mode": "generative", "beam_logprob": lp, "vector_score": r.score} if explain else None
+                hits.append(_hit(r, float(np.exp(lp)), info, gen.generation))
+            if len(hits) == k:
+                break
+        return hits
+
+    # -- build -----------------------------------------------------------------------------------
+    def build(
+        self,
+        *,
+        seed: int = 0,
+        epochs: int | None = None,
+        time_budget_s: float | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> BuildReport:
+        """Fit the docid scheme, give every document its docid, train the decoder, save the artifacts.
+
+        The new docids are written beside the previous build's and the switch happens last, so an
+        interrupted build leaves the previous one in use, and searches are served throughout.
+
+        Args:
+            seed: seeds the scheme's fit and the decoder's training.
+            epochs: most decoder training epochs (default from the index's decoder settings, else 30).
+            time_budget_s: stop decoder training after this many seconds, keeping the best weights.
+            progress: called for each stage ("scan", "fit", "assign", "train", "write").
+
+        Returns:
+            A :class:`BuildReport` with docid statistics and training figures.
+
+        Raises:
+            NotBuiltError: the collection is empty.
+            ConfigError: the docid scheme or decoder settings are invalid.
+        """
+        from .decoder import save_checkpoint, train_decoder
+        from .docids import add_tiebreak, docid_stats, get_scheme
+
+        report = progress or null_progress
+        t0 = time.perf_counter()
+        with self._lock:
+            ids, vecs, metas = self._scan(report)
+            n = len(ids)
+            if n == 0:
+                raise NotBuiltError(f"Collection {self.config.collection!r} is empty; add documents before build().")
+            mods = np.asarray([MODALITY_CODES[m.get("modality", "text")] for m in metas], dtype=np.int64)
+            t1 = time.perf_counter()
+            scheme = get_scheme(self.config.docid_scheme, **self.config.docid_params)
+            scheme.fit(vecs, mods, seed=seed, progress=report)
+            docids = add_tiebreak(scheme.assign(vecs, mods))
+            stats = docid_stats(docids, scheme.codebook_sizes())
+            t2 = time.perf_counter()
+            queries, targets, doc_index = _training_pairs(ids, vecs, docids, metas)
+            sizes = list(scheme.codebook_sizes())
+            max_tb = int(docids[:, -1].max())
+            vocab = sizes + [max(64, 2 * (max_tb + 1))]  # room for tie-breaks of documents added later
+            params = dict(self.config.decoder_params)
+            if epochs is not None:
+                params["epochs"] = epochs
+            if time_budget_s is not None:
+                params["time_budget_s"] = time_budget_s
+            decoder, train = train_decoder(
+                queries, targets, doc_vectors=vecs, doc_index=doc_index, vocab_sizes=vocab, seed=seed, progress=report, **params
+            )
+            t3 = time.perf_counter()
+            generation = next_generation(self.store)
+            self._write_docids(ids, docids, metas, generation, report)
+            from .decoder import DocidTrie
+
+            trie = DocidTrie(docids)
+            info = {"n_docs": n, "n_pairs": int(len(queries)), "built_at": time.time(), "docid_stats": stats.as_dict(),
+                    "train": train.to_dict(), "scheme": self.config.docid_scheme}
+            scheme_params, scheme_arrays = scheme.state()
+            art = BuildArtifacts(scheme_params, scheme_arrays, trie.to_arrays(), save_checkpoint(decoder), info, generation)
+            save_build(self.store, art)
+            self.store.flush()
+            self._gen = GenerativeIndex(scheme, decoder, trie, generation, {}, info)
+            self._gen.sync(self.store)
+            t4 = time.perf_counter()
+        result = BuildReport(
+            n_docs=n, generation=generation, docid_stats=stats.as_dict(), train=train.to_dict(),
+            fit_s=t2 - t1, train_s=t3 - t2, total_s=t4 - t0,
+        )
+        logger.info("built %s: %d docs, generation %d, %.1fs", self.config.collection, n, generation, result.total_s)
+        return result
+
+    def _scan(self, report: ProgressCallback) -> tuple[list[PointId], np.ndarray, list[dict[str, Any]]]:
+        ids: list[PointId] = []
+        vecs: list[np.ndarray] = []
+        metas: list[dict[str, Any]] = []
+        total = self.store.count()
+        for page in self.store.scroll(batch_size=2048, with_vectors=True):
+            for r in page:
+                ids.append(r.id)
+                vecs.append(r.vector)  # type: ignore[arg-type]
+                metas.append(dict(r.payload.get(RESERVED_KEY) or {}))
+            report("scan", len(ids), total, {})
+        arr = np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, self.config.dim), np.float32)
+        return ids, arr, metas
+
+    def _write_docids(self, ids: list[PointId], docids: np.ndarray, metas: list[dict[str, Any]], generation: int, report: ProgressCallback) -> None:
+        step = 2048
+        for start in range(0, len(ids), step):
+            end = min(len(ids), start + step)
+            values = [docid_fields(generation, docids[i], metas[i]) for i in range(start, end)]
+            self.store.set_payload(ids[start:end], RESERVED_KEY, values)
+            report("write", end, len(ids), {})
+
+
+class _Resolver:
+    """Resolves the atoms of a boolean query against one retriever (the setops ``Resolver``)."""
+
+    def __init__(self, retriever: MultimodalRetriever) -> None:
+        self.r = retriever
+
+    def resolve_text(self, text: str) -> "AtomResolution":
+        from .setops import AtomResolution
+
+        vec = self.r._query_vector(text, None, None)
+        prefixes, probs = self.r._concept(vec)
+        return AtomResolution(vec, prefixes, probs)
+
+    def resolve_image(self, image: Any) -> "AtomResolution":
+        from .setops import AtomResolution
+
+        vec = self.r._query_vector(None, image, None)
+        prefixes, probs = self.r._concept(vec)
+        return AtomResolution(vec, prefixes, probs)
+
+    def check_ids(self, ids: Sequence[PointId]) -> None:
+        wanted = [normalize_id(i) for i in ids]
+        found = {r.id for r in self.r.store.retrieve(wanted)}
+        missing = [i for i in wanted if i not in found]
+        if missing:
+            raise NotFoundError(f"Ids {missing[:5]} in the query are not in collection {self.r.config.collection!r}; check them with get().")
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -489,6 +913,37 @@ def _validate_scheme_name(name: str) -> None:
         return
     if name not in available_schemes():
         raise ConfigError(f"Docid scheme {name!r} is not known; use one of {available_schemes()}.")
+
+
+def _check_k(k: Any) -> None:
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+        raise InputError(f"k={k!r} is not a positive integer; ask for at least one hit.")
+
+
+def _modality_code(modality: str | None) -> int | None:
+    return None if modality is None else MODALITY_CODES[modality]
+
+
+# A filter no point passes (an empty id set), for a query whose beam found no prefix.
+_MATCH_NOTHING = Filter(must=(HasId(()),))
+
+
+def _training_pairs(
+    ids: list[PointId], vecs: np.ndarray, docids: np.ndarray, metas: list[dict[str, Any]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decoder training pairs: each document to its own docid, and linked documents to each other's."""
+    row = {str(pid): i for i, pid in enumerate(ids)}
+    src = list(range(len(ids)))
+    dst = list(range(len(ids)))
+    for i, meta in enumerate(metas):
+        for other in meta.get("links", []) or []:
+            j = row.get(str(other))
+            if j is not None:
+                src.append(i)
+                dst.append(j)
+    s = np.asarray(src)
+    d = np.asarray(dst)
+    return vecs[s], docids[d], d
 
 
 def _as_list(items: Any, what: str) -> list[Any]:
@@ -532,17 +987,17 @@ def _where_filter(where: dict[str, Any] | None) -> Filter | None:
     return Filter(must=tuple(conds))
 
 
-def _hit(record: Record | ScoredRecord, score: float, explain: dict[str, Any] | None = None) -> Hit:
+def _hit(record: Record | ScoredRecord, score: float, explain: dict[str, Any] | None = None, generation: int | None = None) -> Hit:
     payload = dict(record.payload)
     meta = payload.pop(RESERVED_KEY, {}) or {}
     return Hit(
         id=record.id,
         score=float(score),
-        docid=tuple(int(c) for c in meta.get("docid", ())),
+        docid=docid_of({RESERVED_KEY: meta}, generation),
         modality=str(meta.get("modality", "")),
         payload=payload,
         uri=meta.get("uri"),
-        text=meta.get("text"),
+        text=meta.get("text", meta.get("caption")),
         explain=explain,
     )
 

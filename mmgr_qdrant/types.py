@@ -36,7 +36,7 @@ class Hit:
         modality: ``"image"`` or ``"text"``.
         payload: the user payload exactly as it was given.
         uri: the image file the document came from, when it came from a file.
-        text: the text of a text document.
+        text: the text of a text document, or an image's caption.
         explain: per-stage figures when ``explain=True`` was asked (beam and vector scores).
     """
 
@@ -48,6 +48,19 @@ class Hit:
     uri: str | None = None
     text: str | None = None
     explain: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """What ``build()`` did: documents, the new generation, docid statistics, training figures, times."""
+
+    n_docs: int
+    generation: int
+    docid_stats: dict[str, Any]
+    train: dict[str, Any]
+    fit_s: float
+    train_s: float
+    total_s: float
 
 
 @dataclass(frozen=True)

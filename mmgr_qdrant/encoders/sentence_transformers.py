@@ -31,7 +31,8 @@ class SentenceTransformerEncoder:
                 f"Could not load the sentence-transformers model {spec!r} ({type(exc).__name__}: {str(exc)[:200]}); "
                 "download it on a connected machine and pass its local folder, e.g. 'sentence-transformers:/models/all-MiniLM-L6-v2'."
             ) from exc
-        dim = self.model.get_sentence_embedding_dimension() if hasattr(self.model, "get_sentence_embedding_dimension") else None
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or getattr(self.model, "get_sentence_embedding_dimension", None)
+        dim = get_dim() if get_dim else None
         self.dim = int(dim) if dim else int(self.model.encode(["probe"]).shape[-1])
 
     def encode_images(self, images: Sequence[Any], batch_size: int = 32) -> np.ndarray:

@@ -1,0 +1,144 @@
+"""Boolean queries and cross-modal links against real stores, on both backends.
+
+The algebra laws are checked on the sets Qdrant returns, against the sets computed in Python
+from the stored payloads with ``setops.evaluate``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from mmgr_qdrant import InputError, MultimodalRetriever, NotBuiltError, NotFoundError
+from mmgr_qdrant.generative import retag
+from mmgr_qdrant.setops import Q, evaluate
+from tests.test_generative import DECODER, clustered
+
+
+@pytest.fixture(scope="module", params=["edge", "local"])
+def index(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tiny_encoder: Any) -> Any:
+    from qdrant_client import QdrantClient
+
+    client = QdrantClient(":memory:") if request.param == "local" else None
+    kwargs = {"client": client} if client is not None else {"path": tmp_path_factory.mktemp("bool")}
+    r = MultimodalRetriever.create("b", encoder=tiny_encoder, decoder_params=DECODER, **kwargs)
+    x, labels = clustered(r.config.dim, seed=3)
+    colors = ["red", "green", "blue"]
+    payloads = [{"label": int(l), "color": colors[i % 3], "size": i % 7} for i, l in enumerate(labels)]
+    ids = list(r.add_embeddings(x, modality="image", payloads=payloads))
+    r.add_texts(["a red thing", "a green thing", "a blue thing"], payloads=[{"color": c} for c in colors])
+    r.build()
+    yield r, x, ids
+    r.close()
+    if client is not None:
+        client.close()
+
+
+def stored(r: MultimodalRetriever) -> dict[Any, dict[str, Any]]:
+    return {rec.id: rec.payload for page in r.store.scroll() for rec in page}
+
+
+def qdrant_set(r: MultimodalRetriever, expr: Any) -> set[Any]:
+    compiled = r.compile(expr, allow_negative_only=True)
+    flt = retag(compiled.filter, r._gen.generation)  # type: ignore[union-attr]
+    return {rec.id for page in r.store.scroll(flt) for rec in page}
+
+
+def python_set(r: MultimodalRetriever, expr: Any) -> set[Any]:
+    compiled = r.compile(expr, allow_negative_only=True)
+    return evaluate(retag(compiled.filter, r._gen.generation), stored(r))  # type: ignore[union-attr]
+
+
+ATOMS = {
+    "A": Q.where({"color": "red"}),
+    "B": Q.where({"size": {"lt": 3}}),
+    "C": Q.text("a blue thing"),
+    "D": Q.modality("image"),
+}
+
+
+@pytest.mark.parametrize(
+    "left,right",
+    [
+        (~(ATOMS["A"] & ATOMS["B"]), ~ATOMS["A"] | ~ATOMS["B"]),  # De Morgan
+        (~(ATOMS["A"] | ATOMS["C"]), ~ATOMS["A"] & ~ATOMS["C"]),  # De Morgan
+        (~~ATOMS["C"], ATOMS["C"]),  # double negation
+        (ATOMS["A"] & (ATOMS["B"] | ATOMS["C"]), (ATOMS["A"] & ATOMS["B"]) | (ATOMS["A"] & ATOMS["C"])),
+        (ATOMS["A"] | (ATOMS["B"] & ATOMS["D"]), (ATOMS["A"] | ATOMS["B"]) & (ATOMS["A"] | ATOMS["D"])),
+    ],
+)
+def test_algebra_laws_hold_on_stored_sets(index: Any, left: Any, right: Any) -> None:
+    r, *_ = index
+    lq, rq = qdrant_set(r, left), qdrant_set(r, right)
+    assert lq == rq
+    assert lq == python_set(r, left)
+
+
+def test_not_excludes_what_the_concept_matches(index: Any) -> None:
+    r, x, ids = index
+    concept = Q.text("a blue thing")
+    matched = qdrant_set(r, concept)
+    assert matched
+    rest = qdrant_set(r, Q.modality("image") & ~concept) | qdrant_set(r, Q.modality("text") & ~concept)
+    assert not matched & rest
+    assert matched | rest == set(stored(r))
+
+
+def test_search_with_expression_ranks_positive_atoms(index: Any) -> None:
+    r, x, ids = index
+    hits = r.search(Q.modality("image") & Q.where({"color": "red"}) & ~Q.where({"size": 0}), k=5, explain=True)
+    assert hits and all(h.payload["color"] == "red" and h.payload["size"] != 0 for h in hits)
+    assert "filter" in hits[0].explain["query"]
+    parsed = r.search(Q.parse("modality:image AND color=red AND NOT size=0"), k=5)
+    assert [h.id for h in parsed] == [h.id for h in hits]
+
+
+def test_ids_atom_and_unknown_ids(index: Any) -> None:
+    r, x, ids = index
+    assert {h.id for h in r.search(Q.ids(ids[:3]), k=10)} == set(ids[:3])
+    with pytest.raises(NotFoundError, match="not in collection"):
+        r.search(Q.ids([999_999]), k=3)
+
+
+def test_empty_and_negative_only_queries_are_explained(index: Any) -> None:
+    r, *_ = index
+    with pytest.raises(InputError, match="empty"):
+        Q.parse("   ")
+    hits = r.search(~Q.where({"color": "red"}), k=400)  # "everything except", in store order
+    assert hits and all(h.payload.get("color") != "red" for h in hits)
+
+
+def test_unreadable_query_image(index: Any, tmp_path: Any) -> None:
+    r, *_ = index
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"nope")
+    with pytest.raises(InputError, match="bad.png"):
+        r.search(Q.image(bad) & Q.modality("image"), k=3)
+
+
+def test_concepts_need_a_build(retriever: MultimodalRetriever) -> None:
+    retriever.add_texts(["x"])
+    with pytest.raises(NotBuiltError, match="build"):
+        retriever.search(Q.text("cat") & ~Q.text("dog"), k=3)
+
+
+def test_links_both_ways_related_and_cleanup(retriever: MultimodalRetriever) -> None:
+    from tests.conftest import make_image
+
+    img_ids = retriever.add_images([make_image(1), make_image(2)], captions=["a red square", "a blue circle"], caption_docs=True)
+    assert retriever.count("text") == 2
+    rel = retriever.related(img_ids[0], modality="text", k=2)
+    assert rel[0].text == "a red square" and rel[0].explain == {"relation": "linked"}
+    text_id = rel[0].id
+    back = retriever.related(text_id, modality="image", k=1)
+    assert back[0].id == img_ids[0]
+    assert retriever.get([img_ids[0]])[0].text == "a red square"  # the caption travels with the image
+    retriever.delete([text_id])
+    rel = retriever.related(img_ids[0], modality="text", k=2)
+    assert all(h.explain == {"relation": "nearest"} for h in rel)
+    with pytest.raises(NotFoundError):
+        retriever.link(img_ids[0], 424242)
+    with pytest.raises(InputError, match="itself"):
+        retriever.link(img_ids[0], img_ids[0])

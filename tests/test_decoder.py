@@ -1,0 +1,302 @@
+"""The docid decoder: training on clustered data, the trie, constrained beam search, checkpoints."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+
+from mmgr_qdrant.decoder import (
+    DecoderConfig,
+    DocidDecoder,
+    DocidTrie,
+    TrainReport,
+    beam_search,
+    load_checkpoint,
+    save_checkpoint,
+    train_decoder,
+)
+from mmgr_qdrant.errors import ArtifactError, ConfigError, InputError
+
+DIM = 32
+TINY = {"n_layer": 2, "n_head": 2, "n_embd": 48, "n_prefix": 1}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)  # small ops: threads only add sync cost on a shared 2-core box
+    yield
+    torch.set_num_threads(old)
+
+
+def tie_break(codes: np.ndarray) -> np.ndarray:
+    """Append a column numbering the rows that share all other columns."""
+    order = np.lexsort(codes.T[::-1])
+    s = codes[order]
+    new = np.ones(len(s), dtype=bool)
+    new[1:] = np.any(s[1:] != s[:-1], axis=1)
+    first = np.maximum.accumulate(np.where(new, np.arange(len(s)), 0))
+    tb = np.empty(len(s), dtype=np.int64)
+    tb[order] = np.arange(len(s)) - first
+    return np.concatenate([codes, tb[:, None]], axis=1)
+
+
+class Clusters:
+    """Two modalities, 8 topics with 4 subtopics each; docids (modality, topic, subtopic, tb)."""
+
+    def __init__(self, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        self.topic = rng.normal(size=(8, DIM))
+        self.sub = rng.normal(size=(8, 4, DIM)) * 0.5
+        self.gap = rng.normal(size=DIM)
+
+    def sample(self, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        mod, c1, c2 = rng.integers(0, 2, n), rng.integers(0, 8, n), rng.integers(0, 4, n)
+        x = self.topic[c1] + self.sub[c1, c2] + 0.15 * rng.normal(size=(n, DIM))
+        x = x + np.where(mod[:, None] == 1, 1.0, -1.0) * self.gap * 0.4
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        return x.astype(np.float32), np.stack([mod, c1, c2], axis=1).astype(np.int64)
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[Clusters, np.ndarray, np.ndarray]:
+    world = Clusters()
+    x, labels = world.sample(1600, seed=1)
+    return world, x, tie_break(labels)
+
+
+@pytest.fixture(scope="module")
+def trained(data: tuple[Clusters, np.ndarray, np.ndarray]) -> tuple[DocidDecoder, TrainReport]:
+    _, x, codes = data
+    calls: list[tuple[str, int, int | None]] = []
+    config = DecoderConfig(DIM, tuple(int(v) + 1 for v in codes.max(0)), **TINY)
+    model, report = train_decoder(
+        x, codes, doc_vectors=x, doc_index=np.arange(len(x)), config=config, epochs=20,
+        batch_size=128, lr=1e-2, noise_std=0.1, val_fraction=0.1, patience=4, seed=0,
+        progress=lambda stage, done, total, info: calls.append((stage, done, total)),
+    )  # fmt: skip
+    assert calls and all(c[0] == "train" for c in calls)
+    return model, report
+
+
+def test_training_learns_cluster_codes(trained: tuple[DocidDecoder, TrainReport]) -> None:
+    _, report = trained
+    assert report.val_level_accuracy[0] >= 0.97  # modality
+    assert report.val_level_accuracy[1] >= 0.95  # topic
+    assert report.n_val == 160 and report.n_train == 1440
+    assert math.isfinite(report.train_contrastive_loss) and report.train_contrastive_loss > 0
+    assert report.best_epoch >= 1 and report.history
+
+
+def test_beam_finds_the_cluster_of_new_noisy_queries(
+    data: tuple[Clusters, np.ndarray, np.ndarray], trained: tuple[DocidDecoder, TrainReport]
+) -> None:
+    world, _, codes = data
+    model, _ = trained
+    q, labels = world.sample(300, seed=7)  # never seen in training
+    q = q + np.random.default_rng(3).normal(size=q.shape).astype(np.float32) * 0.02
+    res = beam_search(model, DocidTrie(codes), q, beam_size=5, depth=2)
+    assert res.prefixes.shape == (300, 5, 2) and res.valid.all()
+    assert np.mean(np.all(res.prefixes[:, 0] == labels[:, :2], axis=1)) >= 0.9
+
+
+def _prefix_set(codes: np.ndarray, depth: int) -> set[tuple[int, ...]]:
+    return {tuple(int(c) for c in row[:depth]) for row in codes}
+
+
+def test_beam_only_emits_prefixes_that_exist(
+    data: tuple[Clusters, np.ndarray, np.ndarray], trained: tuple[DocidDecoder, TrainReport]
+) -> None:
+    world, _, codes = data
+    model, _ = trained
+    # drop whole topics, so the decoder's favourite prefixes are missing for many queries
+    kept = codes[~np.isin(codes[:, 1], [0, 1, 2]) & ~((codes[:, 0] == 1) & (codes[:, 2] == 3))]
+    trie = DocidTrie(kept)
+    q, _ = world.sample(64, seed=9)
+    for depth in (1, 2, 3, 4):
+        allowed = _prefix_set(kept, depth)
+        res = beam_search(model, trie, q, beam_size=12, depth=depth)
+        emitted = {tuple(int(c) for c in p) for p in res.prefixes[res.valid]}
+        assert emitted <= allowed
+        assert (res.valid.sum(1) == min(12, len(allowed))).all()
+        scores = np.where(res.valid, res.scores, -1e30)
+        assert np.all(np.diff(scores, axis=1) <= 1e-6)  # best first
+        assert np.all(res.scores[res.valid] <= 1e-6)  # log-probabilities
+
+
+def _masked_score(model: DocidDecoder, codes: np.ndarray, q: torch.Tensor, prefix: tuple[int, ...]) -> float:
+    """Brute force: sum over levels of log-softmax restricted to the children that exist."""
+    L = codes.shape[1]
+    full = torch.tensor([list(prefix) + [0] * (L - len(prefix))])
+    with torch.no_grad():
+        logits = model(q.unsqueeze(0), full)
+    total = 0.0
+    for t, code in enumerate(prefix):
+        siblings = sorted({int(r[t]) for r in codes if tuple(r[:t]) == prefix[:t]})
+        lp = torch.log_softmax(logits[t][0, siblings], dim=0)
+        total += float(lp[siblings.index(code)])
+    return total
+
+
+def test_beam_scores_equal_brute_force_on_a_tiny_trie() -> None:
+    torch.manual_seed(0)
+    vocab = (2, 3, 4, 3)
+    model = DocidDecoder(DecoderConfig(8, vocab, n_layer=2, n_head=2, n_embd=16, n_prefix=2)).eval()
+    for p in model.parameters():  # larger weights than the init, so the scores differ clearly
+        p.data.normal_(0, 0.5)
+    rng = np.random.default_rng(0)
+    codes = np.unique(np.stack([rng.integers(0, v, 40) for v in vocab], 1), axis=0)
+    codes = codes[rng.permutation(len(codes))[:15]]
+    trie = DocidTrie(np.concatenate([codes, codes[:3]]))  # duplicates are ignored
+    assert len(trie) == len(codes)
+    queries = torch.randn(4, 8)
+    for depth in (1, 2, 3, 4):
+        prefixes = _prefix_set(codes, depth)
+        res = beam_search(model, trie, queries, beam_size=40, depth=depth)  # exhaustive
+        for i in range(len(queries)):
+            got = dict(res.query(i))
+            assert set(got) == prefixes
+            brute = {p: _masked_score(model, codes, queries[i], p) for p in prefixes}
+            for p, s in got.items():
+                assert s == pytest.approx(brute[p], abs=1e-4)
+            assert res.query(i)[0][0] == max(brute, key=brute.__getitem__)
+            assert math.fsum(math.exp(s) for s in got.values()) == pytest.approx(1.0, abs=1e-4)
+        assert not res.valid[:, len(prefixes) :].any()
+        assert np.isneginf(res.scores[:, len(prefixes) :]).all()
+        small = beam_search(model, trie, queries, beam_size=3, depth=depth)
+        assert small.prefixes.shape == (4, 3, depth)
+        assert (small.valid.sum(1) == min(3, len(prefixes))).all()
+        np.testing.assert_allclose(small.scores[:, :1], res.scores[:, :1], atol=1e-5)
+
+
+def test_force_prefix_restricts_results(
+    data: tuple[Clusters, np.ndarray, np.ndarray], trained: tuple[DocidDecoder, TrainReport]
+) -> None:
+    world, _, codes = data
+    model, _ = trained
+    q, _ = world.sample(16, seed=11)
+    res = beam_search(model, DocidTrie(codes), q, beam_size=6, depth=3, force_prefix=(1,))
+    assert res.valid.all() and (res.prefixes[:, :, 0] == 1).all()
+    none = beam_search(model, DocidTrie(codes[codes[:, 0] == 0]), q, beam_size=6, depth=2, force_prefix=(1,))
+    assert not none.valid.any()
+
+
+def test_batch_equals_single(
+    data: tuple[Clusters, np.ndarray, np.ndarray], trained: tuple[DocidDecoder, TrainReport]
+) -> None:
+    world, _, codes = data
+    model, _ = trained
+    trie = DocidTrie(codes)
+    q, _ = world.sample(10, seed=5)
+    batch = beam_search(model, trie, q, beam_size=8, depth=3)
+    chunked = beam_search(model, trie, torch.from_numpy(q), beam_size=8, depth=3, batch_size=3)
+    np.testing.assert_array_equal(batch.prefixes, chunked.prefixes)
+    for i in range(len(q)):
+        one = beam_search(model, trie, q[i], beam_size=8, depth=3)
+        np.testing.assert_array_equal(one.prefixes[0], batch.prefixes[i])
+        np.testing.assert_allclose(one.scores[0], batch.scores[i], atol=1e-5)
+
+
+def test_checkpoint_round_trip_and_corruption(
+    data: tuple[Clusters, np.ndarray, np.ndarray], trained: tuple[DocidDecoder, TrainReport]
+) -> None:
+    world, _, codes = data
+    model, _ = trained
+    blob = save_checkpoint(model)
+    again = load_checkpoint(blob)
+    assert again.config == model.config and not again.training
+    q, _ = world.sample(8, seed=13)
+    qt, ct = torch.from_numpy(q), torch.from_numpy(codes[:8])
+    with torch.no_grad():
+        for a, b in zip(model(qt, ct), again(qt, ct)):
+            assert torch.equal(a, b)
+    trie = DocidTrie(codes)
+    r1 = beam_search(model, trie, q, beam_size=5, depth=3)
+    r2 = beam_search(again, trie, q, beam_size=5, depth=3)
+    np.testing.assert_array_equal(r1.prefixes, r2.prefixes)
+    np.testing.assert_array_equal(r1.scores, r2.scores)
+
+    flipped = bytearray(blob)
+    for i in range(len(blob) // 3, len(blob) // 3 + 64):
+        flipped[i] ^= 0xFF
+    other = io.BytesIO()
+    torch.save({"weights": torch.zeros(2)}, other)
+    # right envelope and checksum, wrong content
+    foreign = b"MMGRDEC1" + hashlib.sha256(other.getvalue()).digest() + other.getvalue()
+    for bad in (blob[: len(blob) // 2], b"not a checkpoint", bytes(flipped), other.getvalue(), b"", foreign):
+        with pytest.raises(ArtifactError):
+            load_checkpoint(bad)
+
+
+def test_trie_add_remove_and_arrays(
+    data: tuple[Clusters, np.ndarray, np.ndarray], trained: tuple[DocidDecoder, TrainReport]
+) -> None:
+    world, _, codes = data
+    model, _ = trained
+    trie = DocidTrie(codes[codes[:, 1] != 5])
+    q, _ = world.sample(200, seed=17)
+    assert not np.any(beam_search(model, trie, q, beam_size=4, depth=2).prefixes[..., 1] == 5)
+    added = codes[codes[:, 1] == 5]
+    assert trie.add(added) == len(added) and trie.add(added[:3]) == 0
+    assert len(trie) == len(codes)
+    assert trie.contains(np.array([[0, 5], [1, 5]])).all()
+    hit5 = beam_search(model, trie, q, beam_size=4, depth=2).prefixes[:, 0, 1] == 5
+    assert hit5.any()  # queries from topic 5 find it again
+    assert trie.remove(added) == len(added) and trie.remove(added) == 0
+    res = beam_search(model, trie, q, beam_size=4, depth=3)
+    assert not np.any(res.prefixes[res.valid][:, 1] == 5)
+
+    back = DocidTrie.from_arrays(trie.to_arrays())
+    np.testing.assert_array_equal(back.codes, trie.codes)
+    assert [back.num_nodes(d) for d in range(5)] == [trie.num_nodes(d) for d in range(5)]
+    np.testing.assert_array_equal(back.prefixes(2), np.unique(trie.codes[:, :2], axis=0))
+    with pytest.raises(ArtifactError):
+        DocidTrie.from_arrays({"wrong": np.zeros(3)})
+
+    empty = DocidTrie(n_levels=4)
+    assert len(empty) == 0 and empty.add(codes[:2]) == 2 and empty.remove(codes[:2]) == 2
+    res = beam_search(model, empty, q[:3], beam_size=4, depth=2)
+    assert not res.valid.any() and res.prefixes.shape == (3, 4, 2)
+
+
+def test_bad_inputs_raise_library_errors(trained: tuple[DocidDecoder, TrainReport]) -> None:
+    model, _ = trained
+    cfg = model.config
+    trie = DocidTrie(np.zeros((1, cfg.n_levels), dtype=np.int64))
+    with pytest.raises(InputError):
+        beam_search(model, trie, np.zeros((2, DIM + 1)), beam_size=3, depth=2)
+    with pytest.raises(InputError):
+        beam_search(model, trie, np.zeros((2, DIM)), beam_size=3, depth=cfg.n_levels + 1)
+    with pytest.raises(ConfigError):
+        big = np.zeros((1, cfg.n_levels), dtype=np.int64)
+        big[0, 1] = cfg.vocab_sizes[1]
+        beam_search(model, DocidTrie(big), np.zeros((1, DIM)), beam_size=3, depth=2)
+    with pytest.raises(InputError):
+        DocidTrie(np.array([[0, -1, 0, 0]]))
+    assert DecoderConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ConfigError):
+        DecoderConfig.from_dict({**cfg.to_dict(), "surprise": 1})
+    with pytest.raises(ConfigError):
+        DecoderConfig(DIM, (2, 3), n_head=5, n_embd=48)
+    with pytest.raises(InputError):
+        train_decoder(np.zeros((4, DIM)), np.zeros((3, 2), dtype=np.int64))
+
+
+def test_early_stopping_and_time_budget() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 16)).astype(np.float32)
+    y = rng.integers(0, 6, size=(400, 2))  # unlearnable: val loss stops improving
+    config = DecoderConfig(16, (6, 6), **TINY)
+    _, rep = train_decoder(x, y, config=config, epochs=80, batch_size=64, lr=1e-2, patience=2, seed=0)
+    assert rep.stop_reason == "patience" and rep.epochs_run < 80
+    assert rep.best_epoch == rep.epochs_run - 2
+    assert rep.train_contrastive_loss == 0.0
+    _, rep = train_decoder(x, y, config=config, epochs=80, batch_size=64, time_budget_s=0.0)
+    assert rep.stop_reason == "time_budget" and rep.steps == 1 and rep.epochs_run == 1
