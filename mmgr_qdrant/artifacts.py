@@ -118,9 +118,15 @@ def save_build(store: Store, art: BuildArtifacts) -> None:
     """
     generation = art.generation
     data = pack(art)
-    blob = f"build-{generation:06d}.zip"
+    current = read_manifest_quiet(store)
+    revision = int(current.get("revision", 0)) + 1 if current else 1
+    # A retrain keeps the generation (the docids) and bumps the revision (the decoder).
+    blob = f"build-{generation:06d}-{revision:04d}.zip"
     store.put_blob(blob, data)
-    manifest = {"generation": generation, "blob": blob, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "format_version": FORMAT_VERSION}
+    manifest = {
+        "generation": generation, "revision": revision, "blob": blob, "sha256": hashlib.sha256(data).hexdigest(),
+        "size": len(data), "format_version": FORMAT_VERSION,
+    }
     store.put_blob(MANIFEST, json.dumps(manifest).encode())  # the switch
     for name in store.list_blobs():
         if name.startswith("build-") and name.endswith(".zip") and name != blob:

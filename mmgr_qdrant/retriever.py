@@ -26,6 +26,7 @@ from .store.base import Record, ScoredRecord, check_vectors, normalize_id
 from .types import F_MODALITY, MODALITY_CODES, RESERVED_KEY, AddResult, BuildReport, Hit, PointId, Skipped
 
 if TYPE_CHECKING:
+    from .admin import IndexStats
     from .setops import AtomResolution, Compiled, ConceptCutoff, Expr
 
 logger = logging.getLogger(__name__)
@@ -384,6 +385,7 @@ class MultimodalRetriever:
     def _prepare_one(self, i: int, item: Any, prepare: Any, payloads: Any) -> Any:
         payload = _check_payload(payloads[i] if payloads is not None else None, i)
         (pid, data), meta = prepare(i, item)
+        meta["added"] = time.time()  # staleness: documents added since the decoder was trained
         return i, (pid, data), {**payload, RESERVED_KEY: {k: v for k, v in meta.items() if v is not None}}
 
     def _store_chunk(self, chunk: list[Any], embed: Any, result: AddResult, on_error: OnError, items: list[Any]) -> bool:
@@ -759,6 +761,144 @@ class MultimodalRetriever:
                 break
         return hits
 
+    # -- administration ----------------------------------------------------------------------------
+    def stats(self, *, probe: bool = True) -> "IndexStats":
+        """Counts, docid balance, staleness of the build and artifact sizes.
+
+        Args:
+            probe: run the recall probe (hybrid search of up to 50 documents added since the
+                decoder was trained, by their own embeddings).
+        """
+        from .admin import index_stats
+
+        return index_stats(self, probe=probe)
+
+    def export(self, file: str | os.PathLike[str], *, progress: ProgressCallback | None = None) -> Path:
+        """Write the index (config, points with vectors and payloads, build artifacts) to one file.
+
+        :meth:`import_file` reads it into any backend, so an index moves between an embedded
+        store and a server without rebuilding.
+        """
+        from .admin import export_index
+
+        return export_index(self, file, progress)
+
+    @classmethod
+    def import_file(
+        cls,
+        file: str | os.PathLike[str],
+        name: str | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        client: Any = None,
+        url: str | None = None,
+        api_key: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> "MultimodalRetriever":
+        """Create a collection from an :meth:`export` file, with its build; returns it open.
+
+        Raises:
+            ArtifactError: the file is not an mmgr export or of another format.
+            ConfigError: the target collection already exists.
+        """
+        from .admin import import_points, read_export
+
+        manifest, config, z = read_export(file)
+        with z:
+            target = name or config.collection
+            store = _make_store(target, path=path, client=client, url=url, api_key=api_key)
+            if store.exists():
+                store.close()
+                raise ConfigError(f"Collection {target!r} already exists; import under another name or drop it first.")
+            config = config.with_(collection=target)
+            store.create(config.dim)
+            store.put_blob(CONFIG_BLOB, config.to_json().encode())
+            r = cls(store, config)
+            try:
+                import_points(r, z, int(manifest.get("points", 0)), progress)
+            except BaseException:
+                r.close()
+                raise
+        r._gen = GenerativeIndex.load(r.store)
+        return r
+
+    @classmethod
+    def list_collections(
+        cls, *, path: str | os.PathLike[str] | None = None, client: Any = None, url: str | None = None, api_key: str | None = None
+    ) -> list[str]:
+        """The collections at a location that hold an mmgr index."""
+        if client is None and url is None:
+            from .store import list_edge_collections
+
+            root = Path(path if path is not None else DEFAULT_PATH)
+            return [c for c in list_edge_collections(root) if (root / c / "blobs" / CONFIG_BLOB).is_file()]
+        store = _make_store("list", path=None, client=client, url=url, api_key=api_key)
+        try:
+            from .store import list_client_collections
+
+            return list_client_collections(store.client)  # type: ignore[attr-defined]
+        finally:
+            store.close()
+
+    @classmethod
+    def drop(
+        cls, name: str, *, path: str | os.PathLike[str] | None = None, client: Any = None, url: str | None = None, api_key: str | None = None
+    ) -> None:
+        """Delete a collection and everything saved with it.
+
+        Raises:
+            CollectionNotFoundError: no such collection.
+        """
+        store = _make_store(name, path=path, client=client, url=url, api_key=api_key)
+        try:
+            if not store.exists():
+                raise CollectionNotFoundError(f"Collection {name!r} does not exist; see `mmgr list` for the collections there.")
+            store.drop()
+        finally:
+            store.close()
+
+    def update(
+        self,
+        id: PointId,
+        *,
+        image: Any = None,
+        text: str | None = None,
+        vector: np.ndarray | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> None:
+        """Replace a document's content (re-embedded, docid re-assigned) and/or its payload.
+
+        Links to other documents are kept. Without a new payload the old one is kept.
+
+        Raises:
+            NotFoundError: ``id`` is not in the collection.
+            InputError: the new content is unusable or of the other modality.
+        """
+        pid = normalize_id(id)
+        found = self.store.retrieve([pid], with_vectors=True)
+        if not found:
+            raise NotFoundError(f"Id {pid!r} is not in collection {self.config.collection!r}; add it instead.")
+        rec = found[0]
+        meta = dict(rec.payload.get(RESERVED_KEY) or {})
+        user = payload if payload is not None else {k: v for k, v in rec.payload.items() if k != RESERVED_KEY}
+        modality = meta.get("modality")
+        if sum(x is not None for x in (image, text, vector)) > 1:
+            raise InputError("Give at most one of image=, text= or vector= to update.")
+        if image is None and text is None and vector is None:  # payload only: vector, docid and links stay
+            _check_payload(user, 0)
+            with self._lock:
+                self.store.upsert([pid], rec.vector[None, :], [{**user, RESERVED_KEY: meta}])  # type: ignore[index]
+            return
+        if (image is not None and modality != "image") or (text is not None and modality != "text"):
+            raise InputError(f"Document {pid!r} is a {modality} document; update it with content of the same modality.")
+        if image is not None:
+            self.add_images([image], ids=[pid], payloads=[user], captions=[meta.get("caption")])
+        elif text is not None:
+            self.add_texts([text], ids=[pid], payloads=[user])
+        else:
+            self.add_embeddings(np.asarray(vector)[None, :], modality=modality, ids=[pid], payloads=[user],
+                                texts=[meta.get("text")], uris=[meta.get("uri")])
+
     # -- build -----------------------------------------------------------------------------------
     def build(
         self,
@@ -777,7 +917,7 @@ class MultimodalRetriever:
             seed: seeds the scheme's fit and the decoder's training.
             epochs: most decoder training epochs (default from the index's decoder settings, else 30).
             time_budget_s: stop decoder training after this many seconds, keeping the best weights.
-            progress: called for each stage ("scan", "fit", "assign", "train", "write").
+            progress: called for each stage ("scan", "fit", "train", "write").
 
         Returns:
             A :class:`BuildReport` with docid statistics and training figures.
@@ -786,7 +926,34 @@ class MultimodalRetriever:
             NotBuiltError: the collection is empty.
             ConfigError: the docid scheme or decoder settings are invalid.
         """
-        from .decoder import save_checkpoint, train_decoder
+        return self._build(refit=True, seed=seed, epochs=epochs, time_budget_s=time_budget_s, progress=progress)
+
+    def rebuild(
+        self, *, seed: int = 0, epochs: int | None = None, time_budget_s: float | None = None, progress: ProgressCallback | None = None
+    ) -> BuildReport:
+        """Refit docids and retrain the decoder on the current corpus (same as :meth:`build`).
+
+        The new docids are written beside the old ones and switched to atomically, so searches
+        keep being served, from the old build, while it runs.
+        """
+        return self._build(refit=True, seed=seed, epochs=epochs, time_budget_s=time_budget_s, progress=progress)
+
+    def retrain(
+        self, *, seed: int = 0, epochs: int | None = None, time_budget_s: float | None = None, progress: ProgressCallback | None = None
+    ) -> BuildReport:
+        """Retrain the decoder on the current corpus, keeping every docid as it is.
+
+        Use it when documents added since the build are found by their prefixes but the decoder
+        has not learned them (see :meth:`stats`, ``staleness``).
+
+        Raises:
+            NotBuiltError: the index was never built.
+        """
+        self._require_built("retrain")
+        return self._build(refit=False, seed=seed, epochs=epochs, time_budget_s=time_budget_s, progress=progress)
+
+    def _build(self, *, refit: bool, seed: int, epochs: int | None, time_budget_s: float | None, progress: ProgressCallback | None) -> BuildReport:
+        from .decoder import DocidTrie, save_checkpoint, train_decoder
         from .docids import add_tiebreak, docid_stats, get_scheme
 
         report = progress or null_progress
@@ -798,43 +965,42 @@ class MultimodalRetriever:
                 raise NotBuiltError(f"Collection {self.config.collection!r} is empty; add documents before build().")
             mods = np.asarray([MODALITY_CODES[m.get("modality", "text")] for m in metas], dtype=np.int64)
             t1 = time.perf_counter()
-            scheme = get_scheme(self.config.docid_scheme, **self.config.docid_params)
-            scheme.fit(vecs, mods, seed=seed, progress=report)
-            docids = add_tiebreak(scheme.assign(vecs, mods))
+            old = self._gen
+            if refit or old is None:
+                scheme = get_scheme(self.config.docid_scheme, **self.config.docid_params)
+                scheme.fit(vecs, mods, seed=seed, progress=report)
+                docids = add_tiebreak(scheme.assign(vecs, mods))
+                generation = next_generation(self.store)
+            else:  # retrain: the docids stay; documents added since the build already have theirs
+                scheme, generation = old.scheme, old.generation
+                docids = np.asarray([docid_of({RESERVED_KEY: m}, generation) for m in metas], dtype=np.int64)
             stats = docid_stats(docids, scheme.codebook_sizes())
             t2 = time.perf_counter()
             queries, targets, doc_index = _training_pairs(ids, vecs, docids, metas)
-            sizes = list(scheme.codebook_sizes())
-            max_tb = int(docids[:, -1].max())
-            vocab = sizes + [max(64, 2 * (max_tb + 1))]  # room for tie-breaks of documents added later
+            vocab = list(scheme.codebook_sizes()) + [max(64, 2 * (int(docids[:, -1].max()) + 1))]  # room for later tie-breaks
             params = dict(self.config.decoder_params)
-            if epochs is not None:
-                params["epochs"] = epochs
-            if time_budget_s is not None:
-                params["time_budget_s"] = time_budget_s
+            params.update({k: v for k, v in (("epochs", epochs), ("time_budget_s", time_budget_s)) if v is not None})
             decoder, train = train_decoder(
                 queries, targets, doc_vectors=vecs, doc_index=doc_index, vocab_sizes=vocab, seed=seed, progress=report, **params
             )
             t3 = time.perf_counter()
-            generation = next_generation(self.store)
-            self._write_docids(ids, docids, metas, generation, report)
-            from .decoder import DocidTrie
-
+            if refit or old is None:
+                self._write_docids(ids, docids, metas, generation, report)
             trie = DocidTrie(docids)
-            info = {"n_docs": n, "n_pairs": int(len(queries)), "built_at": time.time(), "docid_stats": stats.as_dict(),
+            info = {"n_docs": n, "n_pairs": int(len(queries)), "trained_at": time.time(), "docid_stats": stats.as_dict(),
                     "train": train.to_dict(), "scheme": self.config.docid_scheme}
             scheme_params, scheme_arrays = scheme.state()
-            art = BuildArtifacts(scheme_params, scheme_arrays, trie.to_arrays(), save_checkpoint(decoder), info, generation)
-            save_build(self.store, art)
+            save_build(self.store, BuildArtifacts(scheme_params, scheme_arrays, trie.to_arrays(), save_checkpoint(decoder), info, generation))
             self.store.flush()
-            self._gen = GenerativeIndex(scheme, decoder, trie, generation, {}, info)
-            self._gen.sync(self.store)
+            gen = GenerativeIndex(scheme, decoder, trie, generation, {}, info)
+            gen.sync(self.store)
+            self._gen = gen  # the switch for this process's searches
             t4 = time.perf_counter()
         result = BuildReport(
             n_docs=n, generation=generation, docid_stats=stats.as_dict(), train=train.to_dict(),
             fit_s=t2 - t1, train_s=t3 - t2, total_s=t4 - t0,
         )
-        logger.info("built %s: %d docs, generation %d, %.1fs", self.config.collection, n, generation, result.total_s)
+        logger.info("%s %s: %d docs, generation %d, %.1fs", "built" if refit else "retrained", self.config.collection, n, generation, result.total_s)
         return result
 
     def _scan(self, report: ProgressCallback) -> tuple[list[PointId], np.ndarray, list[dict[str, Any]]]:
