@@ -115,19 +115,23 @@ class GenerativeIndex:
         self._decodable = None
 
     # -- docids ----------------------------------------------------------------------------------
+    # Writers replace the trie with a new object (copy on write), so a search that holds the old
+    # one decodes against a consistent trie while a writer adds or deletes.
     def assign(self, vectors: np.ndarray, modalities: np.ndarray) -> np.ndarray:
         """Docids for new vectors with the frozen scheme (nearest code per level, a free tie-break)."""
         docids = add_tiebreak(self.scheme.assign(vectors, modalities), self.used)
-        self.trie.add(docids)
-        self._decodable = None
+        trie = DocidTrie(self.trie.codes, n_levels=self.n_levels)
+        trie.add(docids)
+        self.trie, self._decodable = trie, None
         return docids
 
     def forget(self, docids: np.ndarray) -> None:
         """Remove deleted documents' docids from the trie and free their tie-break codes."""
         if len(docids) == 0:
             return
-        self.trie.remove(docids)
-        self._decodable = None
+        trie = DocidTrie(self.trie.codes, n_levels=self.n_levels)
+        trie.remove(docids)
+        self.trie, self._decodable = trie, None
         for row in np.asarray(docids):
             codes = self.used.get(tuple(int(c) for c in row[:-1]))
             if codes is not None:
@@ -139,14 +143,17 @@ class GenerativeIndex:
         Documents added after the build can get a tie-break code past the decoder's vocabulary;
         they stay reachable through their shorter prefixes, which other documents share.
         """
-        if self._decodable is None:
+        cached = self._decodable
+        if cached is None:
+            trie = self.trie
             limits = np.asarray(self.vocab_sizes)
-            codes = self.trie.codes
+            codes = trie.codes
             if len(codes) == 0 or bool((codes.max(0) < limits).all()):
-                self._decodable = self.trie
+                cached = trie
             else:
-                self._decodable = DocidTrie(codes[(codes < limits).all(1)], n_levels=self.n_levels)
-        return self._decodable
+                cached = DocidTrie(codes[(codes < limits).all(1)], n_levels=self.n_levels)
+            self._decodable = cached
+        return cached
 
     # -- decoding --------------------------------------------------------------------------------
     def decode(self, queries: np.ndarray, *, beam_size: int, depth: int, modality: int | None = None) -> BeamResult:

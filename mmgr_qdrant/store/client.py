@@ -8,7 +8,9 @@ knows only the server URL can open the index.
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -63,6 +65,9 @@ class ClientStore:
         self.backoff = backoff
         self.owns_client = owns_client
         self.local = is_local_client(client)
+        # Local mode keeps numpy arrays that a concurrent write resizes under a reader: serialize
+        # its calls. A server client is thread-safe and runs calls concurrently.
+        self._serial = threading.RLock() if self.local else contextlib.nullcontext()
 
     # -- lifecycle -------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -228,7 +233,8 @@ class ClientStore:
         delay = self.backoff
         for attempt in range(self.retries + 1):
             try:
-                return fn()
+                with self._serial:
+                    return fn()
             except Exception as exc:
                 kind = classify(exc)
                 if kind == "transient" and attempt < self.retries:
