@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 TORCH  := torch==2.14.1 torchvision==0.29.1
 DEBS   := dataset-fashion-mnist openclipart-svg openclipart-png
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-INTEGRATIONS := integrations/langchain-mmgr integrations/llama-index-retrievers-mmgr
+INTEGRATIONS := integrations/langchain-mmgr integrations/llama-index-retrievers-mmgr integrations/mmgr-haystack
 
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
