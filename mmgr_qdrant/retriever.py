@@ -615,6 +615,11 @@ class MultimodalRetriever:
         return [_hit(r, r.score, {**info, "vector_score": r.score} if info else None, g) for r in self.store.query(vec, k, flt)]
 
     def _concept(self, vec: np.ndarray) -> tuple[tuple[tuple[int, ...], ...], tuple[float, ...]]:
+        """The prefixes a concept matches, in every modality: a text concept matches images too.
+
+        The decoder, given a text embedding, puts most of its mass on text docids, so the cut-off
+        is applied per modality (each decoded with the modality forced) and the sets are joined.
+        """
         from .setops import select_prefixes
 
         gen = self._gen
@@ -625,8 +630,15 @@ class MultimodalRetriever:
             )
         cut = self.cutoff
         depth = min(cut.depth or 1 + self.config.hybrid.depth, gen.n_levels)
-        pairs = gen.decode(vec[None, :], beam_size=cut.beam_size, depth=depth).query(0)
-        return select_prefixes([p for p, _ in pairs], [s for _, s in pairs], cut)
+        modalities = sorted({int(c) for c in gen.trie.prefixes(1)[:, 0]}) if len(gen.trie) else []
+        prefixes: list[tuple[int, ...]] = []
+        probs: list[float] = []
+        for m in modalities:
+            pairs = gen.decode(vec[None, :], beam_size=cut.beam_size, depth=depth, modality=m).query(0)
+            kept, p = select_prefixes([pre for pre, _ in pairs], [sc for _, sc in pairs], cut)
+            prefixes.extend(kept)
+            probs.extend(p)
+        return tuple(prefixes), tuple(probs)
 
     # -- cross-modal links ------------------------------------------------------------------------
     def link(self, a: PointId, b: PointId) -> None:
