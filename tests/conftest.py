@@ -16,7 +16,9 @@ import pytest
 from mmgr_qdrant import MultimodalRetriever
 
 TINY = "open_clip:mmgr-tiny/none"
-BACKENDS = ["edge", "local"]
+# Every backend-parametrized test also runs against a live server when QDRANT_URL is set.
+SERVER_URL = os.environ.get("QDRANT_URL")
+BACKENDS = ["edge", "local"] + (["server"] if SERVER_URL else [])
 
 
 @pytest.fixture(scope="session")
@@ -43,11 +45,21 @@ def connect(backend: str, tmp_path: Path) -> Iterator[Callable[..., dict[str, An
         from qdrant_client import QdrantClient
 
         if fresh or not clients:
-            clients.append(QdrantClient(":memory:"))
+            if backend == "server":
+                client = QdrantClient(url=SERVER_URL, api_key=os.environ.get("QDRANT_API_KEY"))
+                before.update(c.name for c in client.get_collections().collections)
+                clients.append(client)
+            else:
+                clients.append(QdrantClient(":memory:"))
         return {"client": clients[-1]}
 
+    before: set[str] = set()
     yield make
     for c in clients:
+        if backend == "server":  # leave the server as it was
+            for col in c.get_collections().collections:
+                if col.name not in before:
+                    c.delete_collection(col.name)
         c.close()
 
 
