@@ -17,16 +17,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .artifacts import BuildArtifacts, load_build
-from .decoder import BeamResult, DocidDecoder, DocidTrie, beam_search, load_checkpoint
-from .docids import DocidScheme, TieBreakState, add_tiebreak, scheme_from_state, used_from_docids
 from .filters import Condition, Filter, Match
 from .store.base import Store
 from .types import F_PREFIXES, RESERVED_KEY, PointId, prefix_key
+
+if TYPE_CHECKING:  # torch loads only once a build is used, so `import mmgr_qdrant` stays light
+    from .decoder import BeamResult, DocidDecoder, DocidTrie
+    from .docids import DocidScheme, TieBreakState
 
 logger = logging.getLogger(__name__)
 
@@ -67,13 +69,13 @@ def retag(cond: Condition | None, generation: int) -> Any:
 class GenerativeIndex:
     """A loaded build: assigns docids to new vectors and decodes queries into docid prefixes."""
 
-    scheme: DocidScheme
-    decoder: DocidDecoder
-    trie: DocidTrie
+    scheme: "DocidScheme"
+    decoder: "DocidDecoder"
+    trie: "DocidTrie"
     generation: int
-    used: TieBreakState
+    used: "TieBreakState"
     info: dict[str, Any] = field(default_factory=dict)
-    _decodable: DocidTrie | None = field(default=None, repr=False)
+    _decodable: "DocidTrie | None" = field(default=None, repr=False)
 
     @property
     def n_levels(self) -> int:
@@ -85,6 +87,9 @@ class GenerativeIndex:
 
     @classmethod
     def from_artifacts(cls, art: BuildArtifacts, device: str | None = None) -> "GenerativeIndex":
+        from .decoder import DocidTrie, load_checkpoint
+        from .docids import scheme_from_state, used_from_docids
+
         scheme = scheme_from_state(art.scheme_params, art.scheme_arrays)
         decoder = load_checkpoint(art.decoder, device=device)
         trie = DocidTrie.from_arrays(art.trie_arrays)
@@ -102,6 +107,9 @@ class GenerativeIndex:
 
     def sync(self, store: Store) -> None:
         """Make the trie hold exactly the docids of this generation that are in the store now."""
+        from .decoder import DocidTrie
+        from .docids import used_from_docids
+
         key = str(self.generation)
         rows = []
         for page in store.scroll(batch_size=4096):
@@ -119,6 +127,9 @@ class GenerativeIndex:
     # one decodes against a consistent trie while a writer adds or deletes.
     def assign(self, vectors: np.ndarray, modalities: np.ndarray) -> np.ndarray:
         """Docids for new vectors with the frozen scheme (nearest code per level, a free tie-break)."""
+        from .decoder import DocidTrie
+        from .docids import add_tiebreak
+
         docids = add_tiebreak(self.scheme.assign(vectors, modalities), self.used)
         trie = DocidTrie(self.trie.codes, n_levels=self.n_levels)
         trie.add(docids)
@@ -129,6 +140,8 @@ class GenerativeIndex:
         """Remove deleted documents' docids from the trie and free their tie-break codes."""
         if len(docids) == 0:
             return
+        from .decoder import DocidTrie
+
         trie = DocidTrie(self.trie.codes, n_levels=self.n_levels)
         trie.remove(docids)
         self.trie, self._decodable = trie, None
@@ -143,6 +156,8 @@ class GenerativeIndex:
         Documents added after the build can get a tie-break code past the decoder's vocabulary;
         they stay reachable through their shorter prefixes, which other documents share.
         """
+        from .decoder import DocidTrie
+
         cached = self._decodable
         if cached is None:
             trie = self.trie
@@ -158,6 +173,8 @@ class GenerativeIndex:
     # -- decoding --------------------------------------------------------------------------------
     def decode(self, queries: np.ndarray, *, beam_size: int, depth: int, modality: int | None = None) -> BeamResult:
         """The ``beam_size`` most likely existing prefixes of ``depth`` codes for each query."""
+        from .decoder import beam_search
+
         return beam_search(
             self.decoder, self.decodable(), queries, beam_size=beam_size, depth=depth,
             force_prefix=() if modality is None else (modality,),
