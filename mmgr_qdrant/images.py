@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from typing import Any, Union
 
@@ -39,8 +40,9 @@ def load_image(item: ImageInput) -> Image.Image:
     """Load any supported image input as an RGB PIL image, with EXIF orientation applied.
 
     Raises:
-        InputError: the file is missing or unreadable, the bytes are not an image, or the
-            array has an unsupported shape.
+        InputError: the file is missing or unreadable, the bytes are not an image, the image
+            has more pixels than PIL allows (``PIL.Image.MAX_IMAGE_PIXELS``), or the array has an
+            unsupported shape.
     """
     if isinstance(item, (str, Path)):
         path = Path(item).expanduser()
@@ -50,6 +52,8 @@ def load_image(item: ImageInput) -> Image.Image:
             with Image.open(path) as im:
                 im.load()
                 img = ImageOps.exif_transpose(im)
+        except Image.DecompressionBombError as exc:
+            raise InputError(f"Image file {str(path)!r} is {_too_large(exc)}") from exc
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             raise InputError(f"Image file {str(path)!r} cannot be read as an image ({exc}); replace or remove it.") from exc
     elif isinstance(item, (bytes, bytearray)):
@@ -57,6 +61,8 @@ def load_image(item: ImageInput) -> Image.Image:
             with Image.open(io.BytesIO(item)) as im:
                 im.load()
                 img = ImageOps.exif_transpose(im)
+        except Image.DecompressionBombError as exc:
+            raise InputError(f"Image bytes ({len(item)} bytes) are {_too_large(exc)}") from exc
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             raise InputError(f"Image bytes ({len(item)} bytes) are not a readable image ({exc}); pass the bytes of a PNG, JPEG or other PIL format.") from exc
     elif isinstance(item, np.ndarray):
@@ -69,6 +75,18 @@ def load_image(item: ImageInput) -> Image.Image:
             "pass a path, pathlib.Path, PIL image, bytes or numpy array."
         )
     return to_rgb(img)
+
+
+def _too_large(exc: Exception) -> str:
+    """The end of an error message for PIL's decompression-bomb refusal, with PIL's figures when it gives them."""
+    # PIL: "Image size (N pixels) exceeds limit of M pixels, could be decompression bomb DOS attack."
+    figures = [f"{int(n):,}" for n in re.findall(r"(\d+) pixels", str(exc))]
+    pixels = f"{figures[0]} pixels" if figures else "too many pixels"
+    limit = f" of {figures[1]}" if len(figures) > 1 else ""
+    return (
+        f"too large: the image has {pixels}, over PIL's limit{limit} (a guard against decompression bombs); "
+        "downscale it, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file."
+    )
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

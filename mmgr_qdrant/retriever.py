@@ -477,7 +477,8 @@ class MultimodalRetriever:
 
         Args:
             query: a text query, or a boolean :class:`~mmgr_qdrant.setops.Q` expression
-                (``Q.text("cat") & ~Q.text("dog")``; parse a string with ``Q.parse``).
+                (``Q.text("cat") & ~Q.text("dog")``; parse a string with ``Q.parse``). A lone
+                ``Q.text`` or ``Q.image`` is searched like a plain text or image query.
             image: a query image (path, PIL image, bytes or array).
             vector: a query embedding of the index's dimension.
             k: hits to return.
@@ -493,8 +494,12 @@ class MultimodalRetriever:
         Raises:
             InputError: no query, more than one query, an empty text, an unreadable image, or ``k < 1``.
         """
-        from .setops import Expr
+        from .setops import Expr, Image, Text
 
+        if isinstance(query, Text):  # a lone text atom (a parsed plain string) is an ordinary text query
+            query = query.text
+        elif isinstance(query, Image) and image is None and vector is None:
+            query, image = None, query.source
         if isinstance(query, Expr):
             if image is not None or vector is not None:
                 raise InputError("Give a Q expression alone; put images inside it with Q.image(...).")
@@ -722,18 +727,22 @@ class MultimodalRetriever:
         """Decode prefixes, one filtered Qdrant query per query, fuse scores, fall back to dense.
 
         ``score = cosine + fusion_weight * p(prefix)``, where ``p`` is the decoder's probability of
-        the hit's prefix renormalized over the beam (see docs/architecture.md, "Score fusion").
+        the hit's prefix renormalized over the kept prefixes (see docs/architecture.md, "Score
+        fusion"). The prefixes kept are the most likely ones whose documents fit in
+        ``max_fraction`` of the corpus (``GenerativeIndex.admit``).
         """
         hc = self.config.hybrid
         depth = min(1 + hc.depth, gen.n_levels)
         beams = gen.decode(vecs, beam_size=hc.beam_size, depth=depth, modality=_modality_code(modality))
-        filters, probs = [], []
+        budget = hc.max_fraction * len(gen.trie)  # documents the filter may admit (see HybridConfig)
+        filters, probs, admitted = [], [], []
         for i in range(len(vecs)):
-            pairs = beams.query(i)
+            pairs, n_admitted = gen.admit(beams.query(i), budget=budget, min_docs=k)
             lp = np.asarray([s for _, s in pairs], dtype=np.float64)
             p = np.exp(lp - lp.max()) if len(lp) else lp
             p = p / p.sum() if len(p) else p
             probs.append({pre: float(pi) for (pre, _), pi in zip(pairs, p)})
+            admitted.append(n_admitted)
             filters.append(all_of(gen.prefix_filter([pre for pre, _ in pairs]), flts[i]) if pairs else None)
         results = self.store.query_batch(vecs, k, [f if f is not None else _MATCH_NOTHING for f in filters])
         out: list[list[Hit]] = []
@@ -744,7 +753,7 @@ class MultimodalRetriever:
                 p = probs[i].get(tuple(docid[:depth]), 0.0)
                 score = r.score + hc.fusion_weight * p
                 info = {"mode": "hybrid", "vector_score": r.score, "prefix": docid[:depth], "prefix_prob": p,
-                        "beam": [list(pre) for pre in probs[i]]} if explain else None
+                        "beam": [list(pre) for pre in probs[i]], "admitted": admitted[i]} if explain else None
                 hits.append(_hit(r, score, info, gen.generation))
             if len(hits) < k:  # too few documents behind the prefixes: fill up from dense search
                 seen = {h.id for h in hits}

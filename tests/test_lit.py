@@ -22,7 +22,7 @@ from PIL import Image
 from mmgr_qdrant.encoders import lit
 from mmgr_qdrant.encoders.base import _REGISTRY, Encoder
 from mmgr_qdrant.encoders.lit import BACKBONE, DEFAULT_HEAD, HeadSpec, LitEncoder, build_head, load_head, save_head
-from mmgr_qdrant.errors import EncoderError, InputError, MissingDependencyError
+from mmgr_qdrant.errors import ConfigError, EncoderError, InputError, MissingDependencyError
 from mmgr_qdrant.images import load_image
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "data"
@@ -54,8 +54,9 @@ def test_heavy_dependencies_are_imported_lazily(module: str) -> None:
 
 
 def test_shipped_head_is_small_and_documented() -> None:
-    assert DEFAULT_HEAD.stat().st_size < 4_000_000
+    assert DEFAULT_HEAD.stat().st_size < 2 * 1024 * 1024  # the repository's limit for a committed file
     _, spec = load_head(DEFAULT_HEAD)
+    assert spec.format_version == lit.HEAD_FORMAT_VERSION == 2
     assert (spec.backbone, spec.text_model, spec.in_dim, spec.out_dim) == (BACKBONE, "all-MiniLM-L6-v2", 1280, 384)
     record = json.loads(DEFAULT_HEAD.with_suffix(".json").read_text())
     stored = json.loads(dict(spec.extra)["training"])
@@ -125,6 +126,79 @@ def test_other_safetensors_file_is_refused(tmp_path: Path) -> None:
 def test_head_with_wrong_shapes_is_refused(tmp_path: Path) -> None:
     path = save_head(build_head(HeadSpec(hidden=8)), HeadSpec(hidden=16), tmp_path / "h.safetensors")
     with pytest.raises(EncoderError, match="do not fit"):
+        LitEncoder(path)
+
+
+def _trained_like_head(hidden: int = 32) -> tuple[object, HeadSpec]:
+    import torch
+
+    spec = HeadSpec(hidden=hidden, extra=(("training", '{"seed": 7}'),))
+    head = build_head(spec)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in head.parameters():
+            p.normal_(0.0, 0.05)
+        head.get_buffer("mean").normal_(0.0, 1.0)
+        head.get_buffer("std").uniform_(0.5, 2.0)
+    return head, spec
+
+
+def test_int8_storage_is_the_default_and_close_to_float(tmp_path: Path) -> None:
+    import torch
+    from safetensors import safe_open
+
+    head, spec = _trained_like_head(hidden=64)
+    q = save_head(head, spec, tmp_path / "q.safetensors")  # type: ignore[arg-type]
+    f16 = save_head(head, spec, tmp_path / "f.safetensors", storage="float16")  # type: ignore[arg-type]
+    with safe_open(str(q), framework="pt") as f:
+        meta = f.metadata()
+        assert (meta["storage"], meta["format_version"]) == ("int8", "2")
+        assert f.get_tensor("linear.weight").dtype == torch.int8 and f.get_tensor("linear.weight.scale").shape == (384,)
+        assert f.get_tensor("mlp.0.weight").dtype == torch.int8 and f.get_tensor("mlp.2.weight.scale").dtype == torch.float16
+        assert f.get_tensor("linear.bias").dtype == f.get_tensor("mean").dtype == f.get_tensor("std").dtype == torch.float16
+    assert q.stat().st_size < 0.6 * f16.stat().st_size
+    hq, sq = load_head(q)
+    hf, sf = load_head(f16)
+    assert sq == sf and dict(sq.extra) == {"training": '{"seed": 7}'}  # "storage" is not part of the spec
+    assert all(v.dtype == torch.float32 for v in hq.state_dict().values())
+    x = hf.get_buffer("mean") + hf.get_buffer("std") * torch.randn(256, 1280, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        cos = torch.nn.functional.cosine_similarity(hq(x), hf(x), dim=1)
+    assert cos.min() > 0.999, cos.min()
+    with pytest.raises(ConfigError, match="storage 'int4'"):
+        save_head(head, spec, tmp_path / "x.safetensors", storage="int4")  # type: ignore[arg-type]
+
+
+def test_version_1_float16_head_still_loads(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    head, spec = _trained_like_head()
+    meta = {**spec.metadata(), "format_version": "1"}  # version 1 had no "storage" key
+    path = tmp_path / "v1.safetensors"
+    save_file({k: v.to(torch.float16).contiguous() for k, v in head.state_dict().items()}, str(path), metadata=meta)  # type: ignore[attr-defined]
+    loaded, got = load_head(path)
+    assert got.format_version == 1 and got.hidden == 32
+    for k, v in head.state_dict().items():  # type: ignore[attr-defined]
+        torch.testing.assert_close(loaded.state_dict()[k], v.to(torch.float16).float())
+
+
+def test_unknown_or_broken_storage_is_refused(tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    head, spec = _trained_like_head()
+    good = save_head(head, spec, tmp_path / "good.safetensors")  # type: ignore[arg-type]
+    tensors = load_file(str(good))
+    path = tmp_path / "int4.safetensors"
+    save_file(tensors, str(path), metadata={**spec.metadata(), "storage": "int4"})
+    with pytest.raises(EncoderError, match=r"int4\.safetensors.*stores its weights as 'int4'.*'int8' or 'float16'"):
+        load_head(path)
+    save_file(tensors, str(path), metadata=spec.metadata())  # version 2 without a "storage" key
+    with pytest.raises(EncoderError, match="no storage key"):
+        load_head(path)
+    del tensors["mlp.0.weight.scale"]
+    save_file(tensors, str(path), metadata={**spec.metadata(), "storage": "int8"})
+    with pytest.raises(EncoderError, match=r"corrupt.*'mlp\.0\.weight'.*no per-row scale"):
         LitEncoder(path)
 
 

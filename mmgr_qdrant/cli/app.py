@@ -1,23 +1,53 @@
-"""``mmgr``: parse, call the library, render with rich."""
+"""``mmgr``: parse, call the library, render with rich.
+
+Exit codes: 0 on success, 1 on an :class:`~mmgr_qdrant.errors.MMGRError` (its message in red, the
+traceback only with ``--verbose``), 2 on usage errors (click's own).
+"""
 
 from __future__ import annotations
 
 import platform
-from typing import Optional
+from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from .._version import __version__
+from ..errors import MMGRError
+from . import commands_admin, commands_index, commands_search, render
+from .render import console
+
+
+class MMGRGroup(TyperGroup):
+    """Runs a command and turns library errors into a red message and exit code 1."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer's vendored click Context
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):  # exits and usage errors (code 2) stay typer's
+            raise
+        except MMGRError as exc:
+            if render.ui.verbose:
+                render.err_console.print_exception(show_locals=False)
+            render.error(str(exc))
+            ctx.exit(1)
+        except Exception as exc:
+            if render.ui.verbose:
+                raise
+            render.error(f"unexpected {type(exc).__name__}: {exc} (rerun with --verbose for the traceback, and please report it)")
+            ctx.exit(1)
+
 
 app = typer.Typer(
     name="mmgr",
-    help="Multimodal generative retrieval for Qdrant: build, search and inspect mmgr indexes.",
+    cls=MMGRGroup,
     no_args_is_help=True,
     add_completion=True,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    pretty_exceptions_show_locals=False,
 )
-console = Console()
 
 
 def _version(value: bool) -> None:
@@ -28,12 +58,18 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
-    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    version: bool | None = typer.Option(None, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging, and tracebacks on errors."),
+    quiet: bool = typer.Option(False, "--quiet", help="Only results and errors: no progress bars, notes or warnings."),
 ) -> None:
-    """Multimodal generative retrieval for Qdrant.
+    """Multimodal generative retrieval for Qdrant: build, search and inspect mmgr indexes.
 
-    Example: mmgr info
+    Connection options (--path, --url, --api-key, --collection) go after the command and are
+    also read from MMGR_PATH, QDRANT_URL, QDRANT_API_KEY and MMGR_COLLECTION.
+
+    Example: mmgr init && mmgr ingest photos/ && mmgr build && mmgr search "a red car"
     """
+    render.setup(verbose, quiet)
 
 
 @app.command()
@@ -66,6 +102,11 @@ def _dist_version(name: str) -> str:
         return version(name)
     except PackageNotFoundError:
         return "not installed"
+
+
+commands_index.register(app)
+commands_search.register(app)
+commands_admin.register(app)
 
 
 def main() -> None:

@@ -21,13 +21,13 @@ import json
 import logging
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import EncoderError, missing_dependency
+from ..errors import ConfigError, EncoderError, missing_dependency
 from ..images import load_image
 from .base import best_device, check_texts, normalize, register_encoder
 
@@ -42,7 +42,15 @@ TEXT_MODEL = "all-MiniLM-L6-v2"
 FEATURE_DIM = 1280
 TEXT_DIM = 384
 HEAD_FORMAT = "mmgr-lit-head"
-HEAD_FORMAT_VERSION = 1
+HEAD_FORMAT_VERSION = 2  # 2: adds the ``storage`` metadata key (version 1 files are float16)
+# How a head file stores its weights (metadata key ``storage``):
+# * ``int8``: every weight matrix (2-D tensor) as int8 with a per-output-row float16 scale under
+#   ``<name>.scale`` (symmetric: ``w ~= q * scale``); biases and the ``mean``/``std`` statistics float16.
+# * ``float16``: every tensor float16 (all version 1 files).
+STORAGE_INT8 = "int8"
+STORAGE_FLOAT16 = "float16"
+STORAGES = (STORAGE_INT8, STORAGE_FLOAT16)
+SCALE_SUFFIX = ".scale"
 DEFAULT_HEAD = Path(__file__).with_name("lit_head.safetensors")
 PAD_VALUE = 255  # letterbox with white: clip art and documents have white (or transparent) grounds
 
@@ -128,19 +136,66 @@ def build_head(spec: HeadSpec) -> torch.nn.Module:
     return ProjectionHead()
 
 
-def save_head(head: torch.nn.Module, spec: HeadSpec, path: str | Path) -> Path:
-    """Write ``head``'s weights and ``spec`` (as metadata) to a safetensors file (float16 weights)."""
+def save_head(head: torch.nn.Module, spec: HeadSpec, path: str | Path, *, storage: str = STORAGE_INT8) -> Path:
+    """Write ``head``'s weights and ``spec`` (as metadata) to a safetensors file.
+
+    ``storage="int8"`` (the default) keeps each weight matrix as int8 with a float16 scale per output
+    row, a quarter of float32 (the shipped head is about 1.4 MB); the rounding error is far below
+    what the contrastive loss resolves. ``storage="float16"`` writes every tensor as float16.
+
+    Raises:
+        ConfigError: ``storage`` is not one of :data:`STORAGES`.
+    """
     torch = _torch()
     try:
         from safetensors.torch import save_file
     except ImportError as exc:
         raise missing_dependency("safetensors", "lit") from exc
+    if storage not in STORAGES:
+        raise ConfigError(f"Unknown LiT head storage {storage!r}; use one of {', '.join(map(repr, STORAGES))}.")
     path = Path(path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
-    # float16 halves the file; the rounding error is far below what the contrastive loss resolves.
-    tensors = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in head.state_dict().items()}
-    save_file(tensors, str(path), metadata=spec.metadata())
+    tensors: dict[str, Any] = {}
+    for name, value in head.state_dict().items():
+        v = value.detach().to("cpu", torch.float32)
+        if storage == STORAGE_INT8 and v.ndim == 2:
+            tensors[name], tensors[name + SCALE_SUFFIX] = _quantize_rows(v)
+        else:
+            tensors[name] = v.to(torch.float16).contiguous()
+    meta = replace(spec, format_version=HEAD_FORMAT_VERSION).metadata()
+    meta["storage"] = storage
+    save_file(tensors, str(path), metadata=meta)
     return path
+
+
+def _quantize_rows(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 quantization of a ``(out, in)`` matrix: ``(q int8 (out, in), scale float16 (out,))``."""
+    torch = _torch()
+    scale = (w.abs().amax(dim=1) / 127.0).to(torch.float16)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # all-zero (or underflowing) rows
+    q = torch.round(w / scale.float()[:, None]).clamp(-127, 127).to(torch.int8)
+    return q.contiguous(), scale.contiguous()
+
+
+def _dequantize(tensors: dict[str, torch.Tensor], storage: str) -> dict[str, torch.Tensor]:
+    """float32 state dict from a head file's tensors; raises ``ValueError`` naming what is wrong."""
+    torch = _torch()
+    if storage == STORAGE_FLOAT16:
+        return {k: v.float() for k, v in tensors.items()}
+    out: dict[str, Any] = {}
+    for name, v in tensors.items():
+        if name.endswith(SCALE_SUFFIX):
+            if name[: -len(SCALE_SUFFIX)] not in tensors:
+                raise ValueError(f"scale {name!r} has no weight tensor")
+            continue
+        if v.dtype != torch.int8:
+            out[name] = v.float()
+            continue
+        scale = tensors.get(name + SCALE_SUFFIX)
+        if scale is None or v.ndim != 2 or scale.shape != (v.shape[0],):
+            raise ValueError(f"int8 tensor {name!r} {tuple(v.shape)} has no per-row scale {name + SCALE_SUFFIX!r}")
+        out[name] = v.float() * scale.float()[:, None]
+    return out
 
 
 def resolve_head_path(spec: str) -> Path:
@@ -203,13 +258,19 @@ def load_head(path: str | Path) -> tuple[torch.nn.Module, HeadSpec]:
             hidden=int(meta["hidden"]),
             out_dim=int(meta["out_dim"]),
             format_version=version,
-            extra=tuple(sorted((k, v) for k, v in meta.items() if k not in HeadSpec().metadata())),
+            extra=tuple(sorted((k, v) for k, v in meta.items() if k not in HeadSpec().metadata() and k != "storage")),
         )
     except (KeyError, ValueError) as exc:
         raise EncoderError(f"LiT head file {str(path)!r} has incomplete metadata (missing or bad {exc}); re-train it with `mmgr train-encoder`.") from exc
     if version > HEAD_FORMAT_VERSION:
         raise EncoderError(
             f"LiT head file {str(path)!r} has format version {version}, newer than the {HEAD_FORMAT_VERSION} this library reads; upgrade mmgr-qdrant."
+        )
+    storage = meta.get("storage", STORAGE_FLOAT16 if version < 2 else "")
+    if storage not in STORAGES:
+        raise EncoderError(
+            f"LiT head file {str(path)!r} stores its weights as {storage or '(no storage key)'!r}, "
+            f"but this library reads {' or '.join(map(repr, STORAGES))}; upgrade mmgr-qdrant or re-train it with `mmgr train-encoder`."
         )
     if spec.backbone != BACKBONE:
         raise EncoderError(
@@ -228,7 +289,13 @@ def load_head(path: str | Path) -> tuple[torch.nn.Module, HeadSpec]:
         )
     head = build_head(spec)
     try:
-        head.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
+        state = _dequantize(tensors, storage)
+    except ValueError as exc:
+        raise EncoderError(
+            f"LiT head file {str(path)!r} is corrupt ({exc}); re-train it with `mmgr train-encoder` or use 'lit:default'."
+        ) from exc
+    try:
+        head.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise EncoderError(
             f"LiT head file {str(path)!r} declares a {spec.in_dim}x{spec.hidden}x{spec.out_dim} head but its weights do not fit it ({exc}); "

@@ -84,6 +84,26 @@ def normalize_id(raw: Any) -> PointId:
     raise InputError(f"Point id {raw!r} has type {type(raw).__name__}; use an unsigned int or a UUID string.")
 
 
+def _vector(raw: Any) -> np.ndarray | None:
+    if raw is None:
+        return None
+    if isinstance(raw, dict):  # named vectors: the index uses the unnamed one
+        raw = raw.get("", next(iter(raw.values())))
+    return np.asarray(raw, dtype=np.float32)
+
+
+def to_record(r: Any, with_vectors: bool) -> Record:
+    """A backend's point record (Edge or qdrant-client) as a :class:`Record`."""
+    return Record(id=normalize_id(r.id), payload=dict(r.payload or {}), vector=_vector(r.vector) if with_vectors else None)
+
+
+def to_scored(p: Any, with_vectors: bool) -> ScoredRecord:
+    """A backend's scored point as a :class:`ScoredRecord`."""
+    return ScoredRecord(
+        id=normalize_id(p.id), score=float(p.score), payload=dict(p.payload or {}), vector=_vector(p.vector) if with_vectors else None
+    )
+
+
 def check_vectors(vectors: np.ndarray, dim: int, what: str = "vectors") -> np.ndarray:
     """Validate a 2-d batch of vectors of the collection's dimension; returns float32."""
     arr = np.asarray(vectors, dtype=np.float32)

@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import CollectionNotFoundError, ConfigError, StoreError, StoreUnavailableError, missing_dependency
 from ..filters import Condition, Filter, HasId, Match, Range
 from ..types import F_LINKS, F_MODALITY, F_PREFIXES, PointId
-from .base import Record, ScoredRecord, normalize_id
+from .base import Record, ScoredRecord, to_record, to_scored
 from .edge import check_collection_name
 
 logger = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ class ClientStore:
         if not ids:
             return []
         rows = self._call(lambda: self.client.retrieve(self.collection, ids=list(ids), with_payload=True, with_vectors=with_vectors))
-        return [_record(r, with_vectors) for r in rows]
+        return [to_record(r, with_vectors) for r in rows]
 
     def scroll(self, filter: Filter | None = None, batch_size: int = 1024, with_vectors: bool = False) -> Iterator[list[Record]]:
         offset: Any = None
@@ -141,7 +141,7 @@ class ClientStore:
                 )
             )
             if rows:
-                yield [_record(r, with_vectors) for r in rows]
+                yield [to_record(r, with_vectors) for r in rows]
             if offset is None or not rows:
                 return
 
@@ -156,7 +156,7 @@ class ClientStore:
                 self.collection, query=vec, limit=int(k), query_filter=to_client_filter(filter), with_payload=True, with_vectors=with_vectors
             )
         )
-        return [_scored(p, with_vectors) for p in res.points]
+        return [to_scored(p, with_vectors) for p in res.points]
 
     def query_batch(self, vectors: np.ndarray, k: int, filters: Sequence[Filter | None]) -> list[list[ScoredRecord]]:
         m = _models()
@@ -166,7 +166,7 @@ class ClientStore:
             for i, f in enumerate(filters)
         ]
         res = self._call(lambda: self.client.query_batch_points(self.collection, requests=reqs))
-        return [[_scored(p, False) for p in r.points] for r in res]
+        return [[to_scored(p, False) for p in r.points] for r in res]
 
     # -- blobs ------------------------------------------------------------------------------
     def put_blob(self, key: str, data: bytes) -> None:
@@ -276,24 +276,6 @@ def classify(exc: Exception) -> str:
     if "grpc" in name.lower() and "unavailable" in msg:
         return "transient"
     return "other"
-
-
-def _vector(raw: Any) -> np.ndarray | None:
-    if raw is None:
-        return None
-    if isinstance(raw, dict):
-        raw = raw.get("", next(iter(raw.values())))
-    return np.asarray(raw, dtype=np.float32)
-
-
-def _record(r: Any, with_vectors: bool) -> Record:
-    return Record(id=normalize_id(r.id), payload=dict(r.payload or {}), vector=_vector(r.vector) if with_vectors else None)
-
-
-def _scored(p: Any, with_vectors: bool) -> ScoredRecord:
-    return ScoredRecord(
-        id=normalize_id(p.id), score=float(p.score), payload=dict(p.payload or {}), vector=_vector(p.vector) if with_vectors else None
-    )
 
 
 def to_client_filter(flt: Filter | None) -> Any:

@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import CollectionNotFoundError, ConfigError, MMGRError, StoreError, StoreUnavailableError, missing_dependency
 from ..filters import Condition, Filter, HasId, Match, Range
 from ..types import F_LINKS, F_MODALITY, F_PREFIXES, PointId
-from .base import Record, ScoredRecord, check_vectors, normalize_id
+from .base import Record, ScoredRecord, to_record, to_scored
 
 logger = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ class EdgeStore:
         if not ids:
             return []
         rows = self._run(lambda: self.shard.retrieve(list(ids), with_payload=True, with_vector=with_vectors))
-        return [_record(r, with_vectors) for r in rows]
+        return [to_record(r, with_vectors) for r in rows]
 
     def scroll(self, filter: Filter | None = None, batch_size: int = 1024, with_vectors: bool = False) -> Iterator[list[Record]]:
         qe = _edge()
@@ -204,7 +204,7 @@ class EdgeStore:
             req = qe.ScrollRequest(offset=offset, limit=batch_size, filter=flt, with_payload=True, with_vector=with_vectors)
             rows, offset = self._run(lambda: self.shard.scroll(req))
             if rows:
-                yield [_record(r, with_vectors) for r in rows]
+                yield [to_record(r, with_vectors) for r in rows]
             if offset is None or not rows:
                 return
 
@@ -218,7 +218,7 @@ class EdgeStore:
         req = qe.QueryRequest(
             limit=int(k), query=qe.Query.Nearest(vec), filter=to_edge_filter(filter), with_payload=True, with_vector=with_vectors
         )
-        return [_scored(p, with_vectors) for p in self._run(lambda: self.shard.query(req))]
+        return [to_scored(p, with_vectors) for p in self._run(lambda: self.shard.query(req))]
 
     def query_batch(self, vectors: np.ndarray, k: int, filters: Sequence[Filter | None]) -> list[list[ScoredRecord]]:
         qe = _edge()
@@ -228,7 +228,7 @@ class EdgeStore:
             for i, f in enumerate(filters)
         ]
         out = self._run(lambda: self.shard.query_batch(qe.QueryBatchRequest(reqs)))
-        return [[_scored(p, False) for p in rows] for rows in out]
+        return [[to_scored(p, False) for p in rows] for rows in out]
 
     def _run(self, fn: Any) -> Any:
         try:
@@ -285,24 +285,6 @@ def _blob_name(key: str) -> str:
     if not re.match(r"^[A-Za-z0-9_.\-]+$", key) or key.startswith("."):
         raise ValueError(f"invalid blob key {key!r}")
     return key
-
-
-def _vector(raw: Any) -> np.ndarray | None:
-    if raw is None:
-        return None
-    if isinstance(raw, dict):  # named vectors: we use the unnamed one
-        raw = raw.get("", next(iter(raw.values())))
-    return np.asarray(raw, dtype=np.float32)
-
-
-def _record(r: Any, with_vectors: bool) -> Record:
-    return Record(id=normalize_id(r.id), payload=dict(r.payload or {}), vector=_vector(r.vector) if with_vectors else None)
-
-
-def _scored(p: Any, with_vectors: bool) -> ScoredRecord:
-    return ScoredRecord(
-        id=normalize_id(p.id), score=float(p.score), payload=dict(p.payload or {}), vector=_vector(p.vector) if with_vectors else None
-    )
 
 
 def to_edge_filter(flt: Filter | None) -> Any:

@@ -229,15 +229,12 @@ def _collect(node: dict[str, Any], where: dict[str, Any]) -> None:
 
 
 def _query_args(query: str, query_syntax: bool) -> dict[str, Any]:
-    """The query arguments of ``search``: the text, or the parsed boolean expression."""
+    """The query arguments of ``search``: the text, or the parsed boolean expression.
+
+    ``search`` treats a lone text or image atom as a plain query, so parsing is all there is to do.
+    """
     if not query_syntax:
         return {"query": query}
-    from mmgr_qdrant.setops import Image, Text, parse
+    from mmgr_qdrant.setops import parse
 
-    expr = parse(query)
-    # A lone atom searches as a plain text or image query; anything else goes to search as a Q expression.
-    if isinstance(expr, Text):
-        return {"query": expr.text}
-    if isinstance(expr, Image):
-        return {"image": expr.source}
-    return {"query": expr}
+    return {"query": parse(query)}
