@@ -20,16 +20,20 @@ class HybridConfig:
     """Knobs of hybrid search (see ``docs/architecture.md``, "Score fusion").
 
     Attributes:
-        beam_size: prefixes the decoder keeps per query.
+        beam_size: most prefixes the decoder proposes per query (the candidates ``max_fraction`` cuts).
         depth: docid levels (after the modality code) the prefix filter uses.
         fusion_weight: weight of the decoder's prefix probability in the fused score
             ``score = cosine + fusion_weight * p(prefix | query)``.
-        min_hits_factor: fall back to dense search when the filtered set has fewer than ``k`` hits.
+        max_fraction: the document budget of the prefix filter, as a share of the corpus: the most
+            likely prefixes are kept, best first, while the documents under them fit in it (always
+            at least ``k`` documents). It sets the filter fraction whatever the corpus size and
+            codebook size; the search falls back to dense when the filtered set has fewer than ``k`` hits.
     """
 
-    beam_size: int = 16
+    beam_size: int = 64
     depth: int = 1
     fusion_weight: float = 0.05
+    max_fraction: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,8 @@ class IndexConfig:
         hybrid: hybrid search knobs.
         format_version: the stored layout's version.
         library_version: the mmgr-qdrant version that created the index.
+        encoder_fingerprint: a digest of the encoder's weights when the name alone does not pin
+            them (a ``lit:`` head file), checked when the encoder is loaded.
     """
 
     collection: str
@@ -57,6 +63,7 @@ class IndexConfig:
     hybrid: HybridConfig = field(default_factory=HybridConfig)
     format_version: int = FORMAT_VERSION
     library_version: str = __version__
+    encoder_fingerprint: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -87,6 +94,15 @@ class IndexConfig:
 
     def with_(self, **changes: Any) -> "IndexConfig":
         return replace(self, **changes)
+
+
+def check_encoder_weights(config: IndexConfig, fingerprint: str | None) -> None:
+    """Refuse an encoder whose weights differ from those the index was embedded with."""
+    if config.encoder_fingerprint and fingerprint and fingerprint != config.encoder_fingerprint:
+        raise ConfigError(
+            f"Encoder {config.encoder!r} now has weights {fingerprint} but collection {config.collection!r} was embedded with "
+            f"{config.encoder_fingerprint}; install the weights that built it, or re-ingest into a new collection."
+        )
 
 
 def check_encoder_matches(config: IndexConfig, encoder_name: str | None) -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from .artifacts import BuildArtifacts, next_generation, save_build
-from .config import DEFAULT_ENCODER, IndexConfig, check_encoder_matches
+from .config import DEFAULT_ENCODER, IndexConfig, check_encoder_matches, check_encoder_weights
 from .encoders.base import Encoder, get_encoder
 from .errors import ArtifactError, CollectionNotFoundError, ConfigError, InputError, MMGRError, NotBuiltError, NotFoundError
 from .filters import Filter, HasId, Match, all_of
@@ -113,6 +113,7 @@ class MultimodalRetriever:
                 docid_scheme=docids,
                 docid_params=dict(docid_params or {}),
                 decoder_params=dict(decoder_params or {}),
+                encoder_fingerprint=getattr(enc, "fingerprint", None),
             )
             _validate_scheme_name(docids)
             store.create(config.dim)
@@ -162,6 +163,7 @@ class MultimodalRetriever:
             enc: Encoder | None = None
             if encoder is not None and not isinstance(encoder, str):
                 check_encoder_matches(config, getattr(encoder, "name", None))
+                check_encoder_weights(config, getattr(encoder, "fingerprint", None))
                 enc = encoder
             else:
                 check_encoder_matches(config, encoder)
@@ -178,6 +180,7 @@ class MultimodalRetriever:
             with self._lock:
                 if self._encoder is None:
                     enc = get_encoder(self.config.encoder)
+                    check_encoder_weights(self.config, getattr(enc, "fingerprint", None))
                     if int(enc.dim) != self.config.dim:
                         raise ConfigError(
                             f"Encoder {self.config.encoder!r} now gives {enc.dim}-d vectors but the index stores {self.config.dim}-d; "

@@ -217,3 +217,24 @@ def test_missing_dependency_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setitem(sys.modules, "efficientnet_lite_pytorch", None)
     with pytest.raises(MissingDependencyError, match=r"mmgr-qdrant\[lit\]"):
         lit.image_backbone("cpu")
+
+
+def test_index_refuses_a_changed_head_under_the_same_name(tmp_path: Path) -> None:
+    """The index saves the head's fingerprint; a different head file is caught on load."""
+    import shutil
+
+    from mmgr_qdrant import ConfigError, MultimodalRetriever
+    from mmgr_qdrant.encoders.lit import DEFAULT_HEAD, LitEncoder
+
+    head = tmp_path / "head.safetensors"
+    shutil.copy(DEFAULT_HEAD, head)
+    enc = LitEncoder(head)
+    with MultimodalRetriever.create("fp", path=tmp_path / "db", encoder=enc) as r:
+        assert r.config.encoder_fingerprint == enc.fingerprint
+        r.add_texts(["a red car"])
+    data = bytearray(head.read_bytes())
+    data[-1] ^= 0x01  # another head, same file name
+    head.write_bytes(bytes(data))
+    with MultimodalRetriever.open("fp", path=tmp_path / "db") as r:
+        with pytest.raises(ConfigError, match="embedded with"):
+            r.search("a red car")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import hashlib
 import json
 import logging
 import threading
@@ -450,6 +451,8 @@ class LitEncoder:
         head_module, self.spec = load_head(self.head_path)
         self._head = head_module.to(self.device)
         self.resolution = self.spec.resolution
+        # Saved with an index, so reopening it with a changed head (same name) is caught.
+        self.fingerprint = "sha256:" + hashlib.sha256(Path(self.head_path).read_bytes()).hexdigest()[:16]
 
     def __repr__(self) -> str:
         return f"LitEncoder(name={self.name!r}, resolution={self.resolution}, hidden={self.spec.hidden}, device={self.device!r})"
