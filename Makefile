@@ -11,7 +11,7 @@ INTEGRATIONS := integrations/langchain-mmgr integrations/llama-index-retrievers-
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test test-fast bench debs install clean
+.PHONY: demo test test-fast bench train-head examples-data debs clean
 
 demo: $(VENV)/.installed
 	$(BIN)/python examples/demo.py
@@ -22,8 +22,17 @@ test: $(VENV)/.installed-dev debs
 test-fast: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
+# Every benchmark prints a table and, with --json, one JSON line last.
 bench: $(VENV)/.installed-dev debs
-	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
+	for b in benchmarks/[a-z]*.py; do echo "== $$b"; $(BIN)/python $$b --json || exit 1; done
+
+# Reproduce the shipped lit:default head (and its record) from the Debian data packages.
+train-head: $(VENV)/.installed-dev debs
+	$(BIN)/python scripts/train_lit_head.py --threads 1 --with-benchmark
+
+# Regenerate examples/data from the held-out part of openclipart.
+examples-data: $(VENV)/.installed-dev debs
+	$(BIN)/python scripts/make_examples.py
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
