@@ -1,0 +1,299 @@
+"""Boolean queries over docid sets against dense baselines, on openclipart images and their keywords.
+
+Corpora (images only; an image's openclipart keywords are its ground truth):
+
+* ``sample``: the 300 images of ``examples/data/clipart.jsonl`` (all from the held-out part, which
+  the shipped ``lit:default`` head never saw).
+* ``debian`` (when ``openclipart-png``/``-svg`` are installed): the whole held-out part plus a
+  fixed-seed sample of the rest up to ``--n-debian`` images (the head *was* trained on those
+  others' titles and keywords, which favours the dense baselines). Keywords and the split come
+  from ``scripts/prepare_data.py``.
+
+Queries: at least 20 of each form ``A``, ``A AND B``, ``A OR B``, ``A AND NOT B``, over keywords
+with enough support (``AND``/``AND NOT`` pairs co-occur, so NOT has something to remove). Each
+concept is the keyword as text, ``Q.text("flag") & ~Q.text("europe")``.
+
+Methods, all in the same run on the same embeddings and index:
+
+* ``algebra``: ``r.search(Q-expression, modality="image")`` with the retriever's ``ConceptCutoff``.
+* ``dense_text``: one text query phrased as the boolean ("A and B", "A or B", "A but not B").
+* ``dense_arith``: embedding arithmetic, normalize(A + B) for AND and OR, normalize(A - B) for NOT.
+* ``best_dense``: per query form, whichever dense baseline has the higher mean precision@10.
+
+Figures: precision@10 and recall@50 per form and method, and ``gain`` = algebra P@10 / best
+dense P@10 - 1. Target: gain >= 0.20 on AND and AND NOT, >= 0 on A and OR. ``--sweep`` also
+scores a grid of ``ConceptCutoff`` settings (the dense figures do not change).
+
+Embeddings are cached under ``.cache/setops/`` (git-ignored).
+
+    python benchmarks/setops.py [--corpus sample|debian|both] [--sweep] [--caption-docs] [--json]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402  (sets HF_HUB_OFFLINE before the library loads)
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+from mmgr_qdrant import MultimodalRetriever  # noqa: E402
+from mmgr_qdrant.setops import ConceptCutoff, Q  # noqa: E402
+
+CACHE = REPO / ".cache" / "setops"
+ENCODER = "lit:default"
+FORMS = ("A", "AND", "OR", "AND NOT")
+K_P, K_R = 10, 50
+N_QUERIES = 25  # per form (>= 20)
+
+
+# -- corpora ---------------------------------------------------------------------------------------
+def sample_corpus() -> dict[str, Any]:
+    root = REPO / "examples" / "data"
+    rows = [json.loads(line) for line in (root / "clipart.jsonl").read_text().splitlines() if line.strip()]
+    return {"name": "sample", "paths": [str(root / r["file"]) for r in rows], "captions": [r["caption"] for r in rows],
+            "keywords": [[k.lower() for k in r["keywords"]] for r in rows], "min_support": 5, "min_pair": 2}
+
+
+def debian_corpus(n: int, seed: int = 0) -> dict[str, Any] | None:
+    import prepare_data as data
+
+    if not (data.OPENCLIPART / "png").is_dir() or not (data.OPENCLIPART / "svg").is_dir():
+        return None
+    items = [c for c in data.read_openclipart() if data.good_keywords(c, 20)]
+    held = {rel for rel, _ in data.read_heldout()}
+    heldout = [c for c in items if c.rel in held]
+    rest = [c for c in items if c.rel not in held]
+    per_cap: Counter[str] = Counter()
+    kept = []
+    for c in rest:  # the 1,375 near-identical "gramastar" stars would swamp everything (as in training)
+        cap = data.filename_caption(c)
+        per_cap[cap] += 1
+        if per_cap[cap] <= data.MAX_PER_FILENAME_CAPTION:
+            kept.append(c)
+    rng = np.random.default_rng(seed)
+    others = [kept[i] for i in sorted(rng.permutation(len(kept))[: max(0, n - len(heldout))])]
+    chosen = heldout + others
+    out = CACHE / "images"
+    return {"name": "debian", "paths": [str(data.clipart_image(c.rel, out)) for c in chosen], "captions": [c.title or data.filename_caption(c) for c in chosen],
+            "keywords": [data.good_keywords(c, 20) for c in chosen], "min_support": 10, "min_pair": 5, "n_heldout": len(heldout)}
+
+
+def embed_images(paths: list[str], encoder: Any) -> np.ndarray:
+    key = hashlib.sha1(("\n".join(paths) + ENCODER).encode()).hexdigest()[:16]
+    file = CACHE / f"img-{key}.npy"
+    if file.is_file():
+        return np.load(file)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    vecs = np.concatenate([encoder.encode_images(paths[i : i + 64]) for i in range(0, len(paths), 64)])
+    np.save(file, vecs)
+    return vecs
+
+
+# -- queries ---------------------------------------------------------------------------------------
+def make_queries(keywords: list[list[str]], min_support: int, min_pair: int, n: int = N_QUERIES) -> dict[str, list[tuple[str, ...]]]:
+    """Deterministic queries of each form over keywords with enough support."""
+    sets: dict[str, set[int]] = {}
+    for i, kws in enumerate(keywords):
+        for k in kws:
+            sets.setdefault(k, set()).add(i)
+    kw = sorted((k for k, s in sets.items() if len(s) >= min_support), key=lambda k: (-len(sets[k]), k))
+    pairs = list(itertools.combinations(kw, 2))
+    co = {p: len(sets[p[0]] & sets[p[1]]) for p in pairs}
+    # AND: co-occurring pairs where neither keyword implies the other (else AND is just one keyword)
+    and_pairs = [p for p in pairs if co[p] >= min_pair and co[p] <= 0.8 * min(len(sets[p[0]]), len(sets[p[1]]))]
+    and_pairs.sort(key=lambda p: (-co[p], p))
+    # AND NOT: B co-occurs with A (so NOT has something to remove) and A without B has support
+    not_pairs = [(a, b) for a, b in itertools.permutations(kw, 2)
+                 if len(sets[a] & sets[b]) >= min_pair and len(sets[a] - sets[b]) >= min_pair]
+    not_pairs.sort(key=lambda p: (-len(sets[p[0]] & sets[p[1]]) / len(sets[p[0]]), p))
+    # OR: pairs of distinct concepts (little overlap), most supported first
+    or_pairs = [p for p in pairs if co[p] <= 0.2 * min(len(sets[p[0]]), len(sets[p[1]]))]
+    or_pairs.sort(key=lambda p: (-(len(sets[p[0]]) + len(sets[p[1]])), p))
+    return {"A": [(k,) for k in kw[:n]], "AND": _spread(and_pairs, n), "OR": _spread(or_pairs, n), "AND NOT": _spread(not_pairs, n)}
+
+
+def _spread(pairs: list[tuple[str, str]], n: int) -> list[tuple[str, ...]]:
+    """The first ``n`` pairs, preferring pairs whose first keyword is not used yet (variety)."""
+    out: list[tuple[str, ...]] = []
+    used: Counter[str] = Counter()
+    for cap in (1, 2, 3, 10**9):
+        for p in pairs:
+            if len(out) >= n:
+                return out
+            if p not in out and used[p[0]] < cap:
+                out.append(p)
+                used[p[0]] += 1
+    return out
+
+
+def relevant(form: str, q: tuple[str, ...], kws: set[str]) -> bool:
+    if form == "A":
+        return q[0] in kws
+    a, b = q[0] in kws, q[1] in kws
+    return {"AND": a and b, "OR": a or b, "AND NOT": a and not b}[form]
+
+
+def expr_of(form: str, q: tuple[str, ...]) -> Any:
+    if form == "A":  # a lone Q.text is an ordinary (hybrid) text query; AND modality keeps it an expression
+        return Q.text(q[0]) & Q.modality("image")
+    a, b = Q.text(q[0]), Q.text(q[1])
+    return {"AND": a & b, "OR": a | b, "AND NOT": a & ~b}[form]
+
+
+def phrase_of(form: str, q: tuple[str, ...]) -> str:
+    return q[0] if form == "A" else {"AND": "{} and {}", "OR": "{} or {}", "AND NOT": "{} but not {}"}[form].format(*q)
+
+
+def arith_of(form: str, q: tuple[str, ...], vec: dict[str, np.ndarray]) -> np.ndarray:
+    if form == "A":
+        return vec[q[0]]
+    v = vec[q[0]] - vec[q[1]] if form == "AND NOT" else vec[q[0]] + vec[q[1]]
+    return v / max(float(np.linalg.norm(v)), 1e-12)
+
+
+# -- scoring ---------------------------------------------------------------------------------------
+def score(hits: list[Any], form: str, q: tuple[str, ...], n_rel: int) -> tuple[float, float]:
+    rel = [relevant(form, q, set(h.payload.get("keywords", []))) for h in hits]
+    return sum(rel[:K_P]) / K_P, sum(rel[:K_R]) / max(1, n_rel)
+
+
+def run_method(queries: dict[str, list[tuple[str, ...]]], n_rel: dict[Any, int], search: Any) -> dict[str, dict[str, float]]:
+    out = {}
+    for form, qs in queries.items():
+        ps, rs = zip(*(score(search(form, q), form, q, n_rel[form, q]) for q in qs))
+        out[form] = {"p@10": float(np.mean(ps)), "r@50": float(np.mean(rs))}
+    return out
+
+
+def algebra_method(r: MultimodalRetriever, queries: dict[str, list[tuple[str, ...]]], n_rel: dict[Any, int]) -> dict[str, dict[str, float]]:
+    admitted: dict[str, list[float]] = {f: [] for f in queries}
+
+    def search(form: str, q: tuple[str, ...]) -> list[Any]:
+        return r.search(expr_of(form, q), k=K_R, modality="image")
+
+    res = run_method(queries, n_rel, search)
+    del admitted
+    return res
+
+
+def evaluate_corpus(corpus: dict[str, Any], encoder: Any, *, sweep: bool, caption_docs: bool, budget: float | None, log: logging.Logger) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    vecs = embed_images(corpus["paths"], encoder)
+    t_embed = time.perf_counter() - t0
+    keywords = corpus["keywords"]
+    queries = make_queries(keywords, corpus["min_support"], corpus["min_pair"])
+    n_rel = {(form, q): sum(relevant(form, q, set(k)) for k in keywords) for form, qs in queries.items() for q in qs}
+    with tempfile.TemporaryDirectory() as tmp:
+        r = MultimodalRetriever.create(corpus["name"], path=tmp, encoder=encoder)
+        try:
+            ids = r.add_embeddings(vecs, modality="image", payloads=[{"keywords": k} for k in keywords], uris=corpus["paths"])
+            if caption_docs:  # as add_images(..., captions=..., caption_docs=True) does
+                text_ids = r.add_texts(corpus["captions"], payloads=[{"keywords": k} for k in keywords])
+                r.link_many(list(zip(ids, text_ids)))
+            t1 = time.perf_counter()
+            report = r.build(seed=0, time_budget_s=budget)
+            t_build = time.perf_counter() - t1
+            log.info("%s: embedded %d images in %.0fs, built in %.0fs", corpus["name"], len(vecs), t_embed, t_build)
+            words = sorted({w for qs in queries.values() for q in qs for w in q})
+            wvec = dict(zip(words, r.encoder.encode_texts(words)))
+            t2 = time.perf_counter()
+            methods = {
+                "dense_text": run_method(queries, n_rel, lambda f, q: r.search(phrase_of(f, q), k=K_R, modality="image", mode="dense")),
+                "dense_arith": run_method(queries, n_rel, lambda f, q: r.search(vector=arith_of(f, q, wvec), k=K_R, modality="image", mode="dense")),
+            }
+            t_dense = time.perf_counter() - t2
+            log.info("dense baselines in %.0fs", t_dense)
+            default = r.cutoff
+            t3 = time.perf_counter()
+            methods["algebra"] = algebra_method(r, queries, n_rel)
+            t_alg = time.perf_counter() - t3
+            log.info("algebra in %.0fs: %s", t_alg, {f: v["p@10"] for f, v in methods["algebra"].items()})
+            grid: list[dict[str, Any]] = []
+            if sweep:
+                for cut in sweep_grid(report.docid_stats):
+                    r.cutoff = cut
+                    grid.append({"cutoff": asdict(cut), **{f: v["p@10"] for f, v in algebra_method(r, queries, n_rel).items()}})
+                    log.info("%s %s", cut, grid[-1])
+                r.cutoff = default
+        finally:
+            r.close()
+    best = {f: max(("dense_text", "dense_arith"), key=lambda m: methods[m][f]["p@10"]) for f in FORMS}
+    gain = {f: methods["algebra"][f]["p@10"] / max(methods[best[f]][f]["p@10"], 1e-12) - 1 for f in FORMS}
+    return {
+        "corpus": corpus["name"], "n_images": len(vecs), "n_heldout": corpus.get("n_heldout", len(vecs)), "caption_docs": caption_docs,
+        "n_queries": {f: len(queries[f]) for f in FORMS}, "cutoff": asdict(default), "methods": methods, "best_dense": best, "gain": gain,
+        "target_met": all(gain[f] >= 0.2 for f in ("AND", "AND NOT")) and all(gain[f] >= 0 for f in ("A", "OR")),
+        "codebook_sizes": report.docid_stats.get("codebook_sizes"),
+        "seconds": {"embed": t_embed, "build": t_build, "dense": t_dense, "algebra": t_alg}, "sweep": grid,
+        "examples": {f: [" ".join(q) for q in queries[f][:3]] for f in FORMS},
+    }
+
+
+def sweep_grid(stats: dict[str, Any]) -> list[ConceptCutoff]:
+    out = []
+    for depth, beam, mass in ((2, 32, 1.0), (3, 32, 0.9), (3, 32, 1.0), (3, 128, 0.9), (3, 128, 1.0), (4, 128, 1.0)):
+        out.append(ConceptCutoff(beam_size=beam, mass=mass, depth=depth))
+    return out
+
+
+def main() -> None:
+    p = _common.parser(__doc__.splitlines()[0])
+    p.add_argument("--corpus", choices=("sample", "debian", "both"), default="both")
+    p.add_argument("--n-debian", type=int, default=2000, help="images of the Debian set (held-out part first)")
+    p.add_argument("--sweep", action="store_true", help="also score a grid of ConceptCutoff settings")
+    p.add_argument("--caption-docs", action="store_true", help="also store each image's title as a linked text document")
+    p.add_argument("--train-budget", type=float, default=60.0, help="seconds of decoder training per index")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    log = logging.getLogger("benchmarks.setops")
+    log.setLevel(logging.INFO)
+    from mmgr_qdrant.encoders.base import get_encoder
+
+    encoder = get_encoder(ENCODER)
+    corpora = []
+    if args.corpus in ("sample", "both"):
+        corpora.append(sample_corpus())
+    if args.corpus in ("debian", "both"):
+        deb = debian_corpus(args.n_debian)
+        if deb is None:
+            log.warning("openclipart-png/-svg are not installed; skipping the Debian set")
+        else:
+            corpora.append(deb)
+    results = [evaluate_corpus(c, encoder, sweep=args.sweep, caption_docs=args.caption_docs, budget=args.train_budget, log=log) for c in corpora]
+
+    for res in results:
+        name = f"{res['corpus']} ({res['n_images']} images, {res['n_heldout']} held out; cutoff {res['cutoff']}; caption docs {res['caption_docs']})"
+        print(f"\n{name}\n{'form':8} {'n':>3}  {'algebra P@10/R@50':>18}  {'dense_text':>13}  {'dense_arith':>13}  {'gain P@10':>9}")
+        for f in FORMS:
+            m = res["methods"]
+            cell = lambda k: f"{m[k][f]['p@10']:.3f}/{m[k][f]['r@50']:.3f}"  # noqa: E731
+            print(f"{f:8} {res['n_queries'][f]:>3}  {cell('algebra'):>18}  {cell('dense_text'):>13}  {cell('dense_arith'):>13}  {res['gain'][f]:+9.1%}")
+        print(f"target met: {res['target_met']}   seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in res["seconds"].items()))
+        if res["sweep"]:
+            print("sweep (algebra P@10 per form):")
+            for g in res["sweep"]:
+                c = g["cutoff"]
+                print(f"  beam {c['beam_size']:>3} mass {c['mass']} min_prob {c['min_prob']} depth {c['depth']}: "
+                      + "  ".join(f"{f} {g[f]:.3f}" for f in FORMS))
+    if args.json:
+        print(json.dumps({"benchmark": "setops", "encoder": ENCODER, "results": results}, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
