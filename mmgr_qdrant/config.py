@@ -28,12 +28,16 @@ class HybridConfig:
             likely prefixes are kept, best first, while the documents under them fit in it (always
             at least ``k`` documents). It sets the filter fraction whatever the corpus size and
             codebook size; the search falls back to dense when the filtered set has fewer than ``k`` hits.
+        prior_temperature: temperature of the geometric prior added to the decoder's prefix scores,
+            a log-softmax over the scheme's level-1 centroid scores (``GenerativeIndex.route``);
+            it keeps text queries of an image-only index on target despite the modality gap. 0 turns it off.
     """
 
     beam_size: int = 64
     depth: int = 1
     fusion_weight: float = 0.05
     max_fraction: float = 0.05
+    prior_temperature: float = 0.005
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,7 @@ class GenerativeIndex:
     used: "TieBreakState"
     info: dict[str, Any] = field(default_factory=dict)
     _decodable: "DocidTrie | None" = field(default=None, repr=False)
+    _counts: tuple[Any, ...] | None = field(default=None, repr=False)  # (trie, depth, radix, keys, counts)
 
     @property
     def n_levels(self) -> int:
@@ -180,9 +181,125 @@ class GenerativeIndex:
             force_prefix=() if modality is None else (modality,),
         )
 
+    def route(
+        self, queries: np.ndarray, *, beam_size: int, depth: int, modality: int | None = None, temperature: float = 0.005
+    ) -> BeamResult:
+        """:meth:`decode`, with each prefix's score plus a geometric log-prior of its level-1 code.
+
+        ``score = log p_decoder(prefix | q) + log softmax_j((x . c_j - a |c_j|^2 / 2) / T)[c1]``, where
+        ``x`` is the query preprocessed like a document of the prefix's modality (centred,
+        renormalized), ``c_j`` the scheme's level-1 centroids and ``a = clip(max_j x.c_j / |c_j|^2, 0, 1)``
+        how document-like the query is (1: the nearest-centroid rule that assigned the documents'
+        codes; 0: the plain inner product, for queries off the documents' distribution). The decoder reads the raw query embedding, so
+        a query of a modality it never saw in training (text queries of an image-only index: the
+        modality gap) falls outside its training distribution and its prefixes are poor; the inner
+        product with the centroids is hardly moved by the gap. Measured (hybrid / dense
+        precision@10 at the same filter fraction, T = 0.005): Fashion-MNIST text->image 0.903 with
+        the decoder alone, 0.991 with the prior; image->image 0.995 -> 0.997; openclipart
+        caption->image 0.856 -> 0.951 (300 documents, a weak decoder); new documents found by their
+        own embedding before any retrain 0.977 of dense. Schemes without plain level-1 centroids (``pq``, ``lsh``, a refined ``rq``)
+        or ``temperature <= 0`` keep the decoder's scores. All level-1 codes are scored at depth 1.
+        """
+        from .decoder import BeamResult
+
+        cents = self._level1_centroids() if temperature > 0 and depth >= 2 else None
+        if cents is None:
+            return self.decode(queries, beam_size=beam_size, depth=depth, modality=modality)
+        wide = max(beam_size, len(cents)) if depth == 2 else beam_size
+        res = self.decode(queries, beam_size=wide, depth=depth, modality=modality)
+        q = np.asarray(queries, dtype=np.float32).reshape(len(res), -1)
+        prior = np.zeros(res.scores.shape, dtype=np.float32)
+        c1 = np.minimum(res.prefixes[:, :, 1], len(cents) - 1)
+        for m in np.unique(res.prefixes[:, :, 0][res.valid]):
+            x = self.scheme.preprocess(q, np.full(len(q), int(m), dtype=np.int32))  # type: ignore[attr-defined]
+            ip = x @ cents.T  # (b, K1)
+            sq = (cents * cents).sum(1)  # (K1,)
+            # The nearest-centroid rule x.c - a |c|^2/2 with a = how document-like the query is: a
+            # document's own centroid has x.c ~ |c|^2 (a ~ 1: the rule that assigned its code, so new
+            # documents are found by their embedding); a query off the documents' distribution (the
+            # modality gap) has x.c << |c|^2, and the inner product alone ranks its codes (a ~ 0).
+            a = np.clip((ip / np.maximum(sq, 1e-12)).max(1, keepdims=True), 0.0, 1.0)  # (b, 1)
+            g = np.log(_softmax((ip - 0.5 * a * sq) / temperature) + 1e-30)
+            mine = res.prefixes[:, :, 0] == m
+            prior[mine] = np.take_along_axis(g, c1, axis=1)[mine]
+        scores = np.where(res.valid, res.scores + prior, -np.inf).astype(np.float32)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :beam_size]
+        return BeamResult(
+            np.take_along_axis(res.prefixes, order[:, :, None], axis=1),
+            np.take_along_axis(scores, order, axis=1),
+            np.take_along_axis(res.valid, order, axis=1),
+        )
+
+    def _level1_centroids(self) -> np.ndarray | None:
+        """The scheme's level-1 centroids ``(K1, d)`` in its preprocessed space, when it has plain ones."""
+        scheme: Any = self.scheme
+        if getattr(scheme, "refined", False) or not hasattr(scheme, "preprocess"):
+            return None
+        books = getattr(scheme, "codebooks", None)  # rq
+        if books:
+            return np.asarray(books[0].centroids, dtype=np.float32)
+        cents = getattr(scheme, "centroids", None)  # hkmeans: level 0 holds the first code's centroids
+        if isinstance(cents, list) and cents:
+            return np.asarray(cents[0], dtype=np.float32)
+        return None
+
+    def prefix_counts(self, prefixes: np.ndarray) -> np.ndarray:
+        """How many documents sit under each row of ``prefixes`` ``(m, depth)`` (0 for absent ones)."""
+        pre = np.asarray(prefixes, dtype=np.int64)
+        trie = self.trie
+        if pre.size == 0 or len(trie) == 0:
+            return np.zeros(len(pre), dtype=np.int64)
+        depth = pre.shape[1]
+        cached = self._counts
+        if cached is None or cached[0] is not trie or cached[1] != depth:
+            radix = trie.max_codes()[:depth].astype(np.int64) + 1
+            keys, counts = np.unique(_prefix_keys(trie.codes[:, :depth], radix), return_counts=True)
+            cached = (trie, depth, radix, keys, counts)
+            self._counts = cached  # one tuple, swapped whole: safe for concurrent readers
+        _, _, radix, keys, counts = cached
+        inside = (pre < radix).all(1)
+        k = _prefix_keys(np.where(inside[:, None], pre, 0), radix)
+        pos = np.minimum(np.searchsorted(keys, k), len(keys) - 1)
+        return np.where(inside & (keys[pos] == k), counts[pos], 0)
+
+    def admit(
+        self, pairs: Sequence[tuple[tuple[int, ...], float]], *, budget: float, min_docs: int
+    ) -> tuple[list[tuple[tuple[int, ...], float]], int]:
+        """The most likely prefixes, best first, while the documents under them fit in ``budget``.
+
+        The first prefixes are kept whatever their size until ``min_docs`` documents are admitted
+        (so a filtered search can fill its ``k`` hits); after that, a prefix that would take the
+        total past ``budget`` ends the list. Returns the kept ``(prefix, score)`` pairs and how many
+        documents they admit.
+        """
+        if not pairs:
+            return [], 0
+        counts = self.prefix_counts(np.asarray([p for p, _ in pairs], dtype=np.int64))
+        kept: list[tuple[tuple[int, ...], float]] = []
+        total = 0
+        for pair, c in zip(pairs, counts.tolist()):
+            if total >= min_docs and total + c > budget:
+                break
+            kept.append(pair)
+            total += c
+        return kept, total
+
     def prefix_filter(self, prefixes: Sequence[Sequence[int]]) -> Filter:
         """One ``MatchAny`` over this generation's tags of ``prefixes``."""
         return Filter(must=(Match(F_PREFIXES, tuple(tag(self.generation, p) for p in prefixes)),))
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def _prefix_keys(codes: np.ndarray, radix: np.ndarray) -> np.ndarray:
+    """One int64 per row of ``codes`` (mixed radix), ordered like the rows (lexicographically)."""
+    keys = np.zeros(len(codes), dtype=np.int64)
+    for t in range(codes.shape[1]):
+        keys = keys * radix[t] + codes[:, t]
+    return keys
 
 
 def docid_of(payload: dict[str, Any], generation: int | None) -> tuple[int, ...]:

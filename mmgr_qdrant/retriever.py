@@ -736,7 +736,7 @@ class MultimodalRetriever:
         """
         hc = self.config.hybrid
         depth = min(1 + hc.depth, gen.n_levels)
-        beams = gen.decode(vecs, beam_size=hc.beam_size, depth=depth, modality=_modality_code(modality))
+        beams = gen.route(vecs, beam_size=hc.beam_size, depth=depth, modality=_modality_code(modality), temperature=hc.prior_temperature)
         budget = hc.max_fraction * len(gen.trie)  # documents the filter may admit (see HybridConfig)
         filters, probs, admitted = [], [], []
         for i in range(len(vecs)):
@@ -1004,6 +1004,9 @@ class MultimodalRetriever:
             vocab = list(scheme.codebook_sizes()) + [max(64, 2 * (int(docids[:, -1].max()) + 1))]  # room for later tie-breaks
             params = dict(self.config.decoder_params)
             params.update({k: v for k, v in (("epochs", epochs), ("time_budget_s", time_budget_s)) if v is not None})
+            # Without a budget from the call or decoder_params, training stops after 4 minutes (best
+            # epoch kept), so a build of 100k vectors stays in minutes on a 2-core CPU.
+            params.setdefault("time_budget_s", 240.0)
             decoder, train = train_decoder(
                 queries, targets, doc_vectors=vecs, doc_index=doc_index, vocab_sizes=vocab, seed=seed, progress=report, **params
             )
