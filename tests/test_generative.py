@@ -204,7 +204,7 @@ def test_interrupted_build_keeps_previous_generation(built: Any, monkeypatch: py
     def boom(*a: Any, **k: Any) -> None:
         raise KeyboardInterrupt  # the process is stopped after the new docids were written
 
-    monkeypatch.setattr("mmgr_qdrant.retriever.save_build", boom)
+    monkeypatch.setattr("mmgr_qdrant.retriever.build.save_build", boom)
     with pytest.raises(KeyboardInterrupt):
         r.build(epochs=1)
     monkeypatch.undo()
