@@ -31,6 +31,9 @@ class HybridConfig:
         prior_temperature: temperature of the geometric prior added to the decoder's prefix scores,
             a log-softmax over the scheme's level-1 centroid scores (``GenerativeIndex.route``);
             it keeps text queries of an image-only index on target despite the modality gap. 0 turns it off.
+        min_candidates: the budget never goes below this many documents: exact ranking of a few
+            hundred documents is cheap, so a small collection gets dense-quality results instead of
+            a filter that cuts it to a few clusters.
     """
 
     beam_size: int = 64
@@ -38,6 +41,7 @@ class HybridConfig:
     fusion_weight: float = 0.05
     max_fraction: float = 0.05
     prior_temperature: float = 0.005
+    min_candidates: int = 256
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
-from mmgr_qdrant import MultimodalRetriever
+from mmgr_qdrant import ConfigError, MultimodalRetriever
 
 
 def clustered(dim: int, n_clusters: int = 40, per: int = 50, seed: int = 0) -> np.ndarray:
@@ -18,7 +19,11 @@ def clustered(dim: int, n_clusters: int = 40, per: int = 50, seed: int = 0) -> n
 
 
 def test_budget_prior_and_counts(tmp_path: Path, tiny_encoder: Any) -> None:
-    r = MultimodalRetriever.create("budget", path=tmp_path, encoder=tiny_encoder, decoder_params={"epochs": 2})
+    # min_candidates=0: this 2,000-document collection is small enough that the floor would admit a
+    # large share of it; the budget itself is what this test checks
+    r = MultimodalRetriever.create(
+        "budget", path=tmp_path, encoder=tiny_encoder, decoder_params={"epochs": 2}, hybrid={"min_candidates": 0}
+    )
     x = clustered(r.config.dim)
     ids = list(r.add_embeddings(x, modality="image"))
     r.build()
@@ -51,4 +56,21 @@ def test_budget_prior_and_counts(tmp_path: Path, tiny_encoder: Any) -> None:
         fractions.append(hy[0].explain["admitted"] / n)
     assert np.mean(overlap) >= 0.9
     assert np.mean(fractions) <= 2 * hc.max_fraction
+    r.close()
+
+
+def test_small_collections_get_a_candidate_floor(tmp_path: Path, tiny_encoder: Any) -> None:
+    """Below min_candidates / max_fraction documents the filter admits at least min_candidates."""
+    r = MultimodalRetriever.create("floor", path=tmp_path, encoder=tiny_encoder, decoder_params={"epochs": 2})
+    x = clustered(r.config.dim, n_clusters=10, per=40)
+    ids = list(r.add_embeddings(x, modality="image"))
+    r.build()
+    hc = r.config.hybrid
+    for i in range(0, len(ids), 41):
+        hy = r.search(vector=x[i], k=10, explain=True)
+        # the budget is min_candidates (prefixes are whole, so a little under it), far over 5% of 400
+        assert hc.max_fraction * len(ids) < 2 * len(ids) // 10 <= hy[0].explain["admitted"] <= hc.min_candidates
+        assert [h.id for h in hy][:5] == [h.id for h in r.search(vector=x[i], k=5, mode="dense")]
+    with pytest.raises(ConfigError, match="unknown field"):
+        MultimodalRetriever.create("bad", path=tmp_path, encoder=tiny_encoder, hybrid={"beams": 3})
     r.close()

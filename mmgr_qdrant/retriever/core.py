@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ..config import DEFAULT_ENCODER, IndexConfig, check_encoder_matches, check_encoder_weights
+from ..config import DEFAULT_ENCODER, HybridConfig, IndexConfig, check_encoder_matches, check_encoder_weights
 from ..encoders.base import Encoder, get_encoder
 from ..errors import ArtifactError, CollectionNotFoundError, ConfigError
 from ..generative import GenerativeIndex
@@ -54,6 +54,7 @@ class MultimodalRetriever(IngestMixin, SearchMixin, BuildMixin, AdminMixin):
         docids: str = "rq",
         docid_params: dict[str, Any] | None = None,
         decoder_params: dict[str, Any] | None = None,
+        hybrid: HybridConfig | dict[str, Any] | None = None,
         exist_ok: bool = False,
     ) -> "MultimodalRetriever":
         """Create a new index (a Qdrant collection plus its saved config).
@@ -67,6 +68,7 @@ class MultimodalRetriever(IngestMixin, SearchMixin, BuildMixin, AdminMixin):
             docids: the docid scheme used by :meth:`build` (``rq``, ``hkmeans``, ``pq``, ``lsh``).
             docid_params: parameters of the docid scheme.
             decoder_params: decoder and training settings.
+            hybrid: hybrid-search knobs (a :class:`~mmgr_qdrant.config.HybridConfig` or its fields as a dict).
             exist_ok: open the collection if it already exists (its config must match).
 
         Returns:
@@ -95,6 +97,7 @@ class MultimodalRetriever(IngestMixin, SearchMixin, BuildMixin, AdminMixin):
                 docid_scheme=docids,
                 docid_params=dict(docid_params or {}),
                 decoder_params=dict(decoder_params or {}),
+                hybrid=_hybrid_config(hybrid),
                 encoder_fingerprint=getattr(enc, "fingerprint", None),
             )
             _validate_scheme_name(docids)
@@ -186,3 +189,14 @@ class MultimodalRetriever(IngestMixin, SearchMixin, BuildMixin, AdminMixin):
 
     def __repr__(self) -> str:
         return f"MultimodalRetriever({self.config.collection!r}, encoder={self.config.encoder!r})"
+
+
+def _hybrid_config(hybrid: HybridConfig | dict[str, Any] | None) -> HybridConfig:
+    if hybrid is None:
+        return HybridConfig()
+    if isinstance(hybrid, HybridConfig):
+        return hybrid
+    try:
+        return HybridConfig(**hybrid)
+    except TypeError as exc:
+        raise ConfigError(f"hybrid={hybrid!r} has an unknown field ({exc}); use the fields of HybridConfig.") from None

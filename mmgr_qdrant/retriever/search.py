@@ -240,7 +240,7 @@ class SearchMixin:
         hc = self.config.hybrid
         depth = min(1 + hc.depth, gen.n_levels)
         beams = gen.route(vecs, beam_size=hc.beam_size, depth=depth, modality=_modality_code(modality), temperature=hc.prior_temperature)
-        budget = hc.max_fraction * len(gen.trie)  # documents the filter may admit (see HybridConfig)
+        budget = max(hc.max_fraction * len(gen.trie), hc.min_candidates)  # documents the filter may admit (see HybridConfig)
         filters, probs, admitted = [], [], []
         for i in range(len(vecs)):
             pairs, n_admitted = gen.admit(beams.query(i), budget=budget, min_docs=k)
