@@ -1,4 +1,5 @@
-"""Fixtures: a small embedded index (image files, an in-memory image, texts) built with the tiny encoder."""
+"""Fixtures shared by every integration package's tests: a small embedded index (image files, an
+in-memory image, texts) built with the tiny encoder. pytest loads this file for any test below it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # it would try to reach its server offline
 
 import numpy as np
 import pytest
