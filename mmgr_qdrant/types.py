@@ -2,11 +2,44 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
+import numpy as np
+
+from .errors import InputError
+
 PointId = Union[int, str]
 """A Qdrant point id: an unsigned integer or a UUID string."""
+
+U64_MAX = 2**64 - 1
+
+
+def normalize_id(raw: Any) -> PointId:
+    """A point id as an int or a canonical UUID string (backends return int, str or ``uuid.UUID``).
+
+    Raises:
+        InputError: a bool, a negative or over-64-bit int, or a string that is not a UUID.
+    """
+    if isinstance(raw, bool):
+        raise InputError(f"Point id {raw!r} is a bool; use an unsigned int or a UUID string.")
+    if isinstance(raw, (int, np.integer)):
+        value = int(raw)
+        if not 0 <= value <= U64_MAX:
+            raise InputError(f"Point id {value} is out of range; Qdrant ids are unsigned 64-bit ints or UUID strings.")
+        return value
+    if isinstance(raw, uuid.UUID):
+        return str(raw)
+    if isinstance(raw, str):
+        try:
+            return str(uuid.UUID(raw))
+        except ValueError:
+            raise InputError(
+                f"Point id {raw!r} is neither an unsigned int nor a UUID string; "
+                "use one of those, or leave ids out to derive them from the content."
+            ) from None
+    raise InputError(f"Point id {raw!r} has type {type(raw).__name__}; use an unsigned int or a UUID string.")
 
 Modality = Literal["image", "text"]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..filters import Condition, Filter, HasId, Match, Range
-from ..types import F_MODALITY, F_PREFIXES, MODALITY_CODES, RESERVED_KEY, PointId
+from ..types import F_MODALITY, F_PREFIXES, MODALITY_CODES, RESERVED_KEY, U64_MAX, PointId, normalize_id
 
 WhereScalar = str | int | float | bool
 """A payload value a field filter can test for equality (floats compile to a closed range)."""
@@ -23,7 +22,7 @@ RangeOp = Literal["lt", "lte", "gt", "gte"]
 _RANGE_OPS: dict[str, str] = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 _OP_NAMES: dict[str, str] = {v: k for k, v in _RANGE_OPS.items()}
 _INT64_MAX = 2**63 - 1
-_U64_MAX = 2**64 - 1
+_U64_MAX = U64_MAX
 
 _PREFIX_RE = re.compile(r"\d+(\.\d+)*\Z")
 
@@ -265,23 +264,6 @@ class Image(Expr):
         return f"<PIL image {size[0]}x{size[1]} {getattr(src, 'mode', '?')}>"
 
 
-def _normalize_id(value: object) -> PointId:
-    if isinstance(value, bool):
-        raise InputError(f"Point id {value!r} is a boolean; pass an unsigned integer or a UUID string.")
-    if isinstance(value, (int, np.integer)):
-        if 0 <= int(value) <= _U64_MAX:
-            return int(value)
-        raise InputError(f"Point id {value} is out of range; pass an unsigned 64-bit integer or a UUID string.")
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, str):
-        try:
-            return str(uuid.UUID(value))
-        except ValueError:
-            pass
-    raise InputError(f"Point id {value!r} is neither an unsigned integer nor a UUID; pass ids as stored in the index.")
-
-
 @dataclass(frozen=True)
 class Ids(Expr):
     """The documents with the given point ids (UUIDs are normalized, duplicates dropped)."""
@@ -293,7 +275,7 @@ class Ids(Expr):
             raise InputError("Q.ids got no id; pass at least one point id, like Q.ids([1, 2]).")
         seen: dict[PointId, None] = {}
         for v in self.ids:
-            seen.setdefault(_normalize_id(v), None)
+            seen.setdefault(normalize_id(v), None)
         object.__setattr__(self, "ids", tuple(seen))
 
 

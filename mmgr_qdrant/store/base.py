@@ -7,7 +7,6 @@ local mode). Both raise the same :mod:`mmgr_qdrant.errors` subclass for the same
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -16,7 +15,7 @@ import numpy as np
 
 from ..errors import DimensionMismatchError, InputError
 from ..filters import Filter
-from ..types import PointId
+from ..types import PointId, normalize_id
 
 
 @dataclass(frozen=True)
@@ -61,27 +60,6 @@ class Store(Protocol):
     def drop(self) -> None: ...
     def flush(self) -> None: ...
     def close(self) -> None: ...
-
-
-def normalize_id(raw: Any) -> PointId:
-    """Ids come back as int, str or ``uuid.UUID`` depending on the backend; return int or canonical str."""
-    if isinstance(raw, bool):
-        raise InputError(f"Point id {raw!r} is a bool; use an unsigned int or a UUID string.")
-    if isinstance(raw, (int, np.integer)):
-        if int(raw) < 0:
-            raise InputError(f"Point id {int(raw)} is negative; Qdrant ids are unsigned ints or UUID strings.")
-        return int(raw)
-    if isinstance(raw, uuid.UUID):
-        return str(raw)
-    if isinstance(raw, str):
-        try:
-            return str(uuid.UUID(raw))
-        except ValueError:
-            raise InputError(
-                f"Point id {raw!r} is neither an unsigned int nor a UUID string; "
-                "use one of those, or leave ids out to derive them from the content."
-            ) from None
-    raise InputError(f"Point id {raw!r} has type {type(raw).__name__}; use an unsigned int or a UUID string.")
 
 
 def _vector(raw: Any) -> np.ndarray | None:
