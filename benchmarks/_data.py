@@ -10,11 +10,10 @@ through ``lit:default`` takes about 20 s of two busy cores, and every benchmark 
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import re
-import struct
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +22,12 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-CACHE = REPO / ".cache" / "bench"
-FMNIST = Path("/usr/share/datasets/fashion-mnist")
-CLIPART = REPO / "examples" / "data" / "clipart.jsonl"
+sys.path.insert(0, str(REPO / "scripts"))
+# One reader of the data and one set of class prompts, shared with training and the other benchmarks.
+from prepare_data import FMNIST, FMNIST_CLASSES, FMNIST_TEMPLATES, read_idx  # noqa: E402
 
-# Same as scripts/prepare_data.py (kept here so the benchmark does not import a script).
-FMNIST_CLASSES = ("t-shirt", "pair of trousers", "pullover sweater", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot")
-FMNIST_TEMPLATES = ("a photo of a {}.", "a {}.", "a black and white photo of a {}.", "a low resolution photo of a {}.", "{}")
+CACHE = REPO / ".cache" / "bench"
+CLIPART = REPO / "examples" / "data" / "clipart.jsonl"
 
 
 @dataclass
@@ -44,18 +42,6 @@ class ImageSet:
     query_texts: list[str]
     query_self: list[int]  # per query: the image it was written for, or -1
     embed_s: float  # seconds spent embedding (0 when cached)
-
-
-def read_idx(images_gz: Path, labels_gz: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Fashion-MNIST idx files -> ``(n, 28, 28)`` uint8 images and ``(n,)`` labels."""
-    with gzip.open(images_gz, "rb") as f:
-        _, n, h, w = struct.unpack(">IIII", f.read(16))
-        images = np.frombuffer(f.read(), np.uint8).reshape(n, h, w)
-    with gzip.open(labels_gz, "rb") as f:
-        _, n2 = struct.unpack(">II", f.read(8))
-        labels = np.frombuffer(f.read(), np.uint8)
-    assert n == n2, (n, n2)
-    return images, labels
 
 
 def _weights_digest(path: Any) -> str:
