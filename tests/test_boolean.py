@@ -79,11 +79,18 @@ def test_algebra_laws_hold_on_stored_sets(index: Any, left: Any, right: Any) -> 
 def test_not_excludes_what_the_concept_matches(index: Any) -> None:
     r, x, ids = index
     concept = Q.text("a blue thing")
-    matched = qdrant_set(r, concept)
+    default = r.cutoff
+    r.cutoff = r.negative_cutoff  # a concept only under NOT takes the negative cut-off; compare like with like
+    try:
+        matched = qdrant_set(r, concept)
+        rest = qdrant_set(r, Q.modality("image") & ~concept) | qdrant_set(r, Q.modality("text") & ~concept)
+    finally:
+        r.cutoff = default
     assert matched
-    rest = qdrant_set(r, Q.modality("image") & ~concept) | qdrant_set(r, Q.modality("text") & ~concept)
     assert not matched & rest
     assert matched | rest == set(stored(r))
+    # with both polarities in one query, the concept takes the positive cut-off both times: a partition again
+    assert qdrant_set(r, concept | ~concept) == set(stored(r)) and not qdrant_set(r, concept & ~concept)
 
 
 def test_search_with_expression_ranks_positive_atoms(index: Any) -> None:
@@ -142,3 +149,82 @@ def test_links_both_ways_related_and_cleanup(retriever: MultimodalRetriever) -> 
         retriever.link(img_ids[0], 424242)
     with pytest.raises(InputError, match="itself"):
         retriever.link(img_ids[0], img_ids[0])
+
+
+# -- ranking -------------------------------------------------------------------------------------
+def _unit(v: np.ndarray) -> np.ndarray:
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+def _ranking_index(r: MultimodalRetriever, seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Background images around the two test concepts, built; every prefix admitted for positives."""
+    ta, tb = r.encoder.encode_texts(["a red thing", "a green thing"])
+    rng = np.random.default_rng(seed)
+    background = np.stack([_unit(0.2 * (ta if i % 2 else tb) + rng.normal(size=len(ta)) / np.sqrt(len(ta))) for i in range(80)])
+    r.add_embeddings(background, modality="image")
+    return ta, tb
+
+
+def test_or_ranks_by_the_nearer_term_not_the_mean(retriever: MultimodalRetriever) -> None:
+    from mmgr_qdrant.setops import ConceptCutoff
+
+    r = retriever
+    ta, tb = _ranking_index(r)
+    a, b, mid = r.add_embeddings(np.stack([ta, tb, _unit(ta + tb)]), modality="image")
+    r.build()
+    r.cutoff = ConceptCutoff(beam_size=256, mass=None)  # every prefix: the ranking alone decides
+    hits = r.search(Q.text("a red thing") | Q.text("a green thing"), k=3, modality="image", explain=True)
+    assert {h.id for h in hits[:2]} == {a, b}  # the mean of the two terms would put `mid` first
+    assert hits[0].score == pytest.approx(1.0, abs=1e-4)
+    assert {h.explain["ranking_term"] for h in hits[:2]} == {0, 1}
+    # AND reads the two texts as one phrase, which the encoder embeds
+    both = r.compile(Q.text("a red thing") & Q.text("a green thing")).ranking_vectors
+    phrase = r.encoder.encode_texts(["a red thing and a green thing"])[0]
+    assert both is not None and both.shape[0] == 1 and np.allclose(both[0], phrase / np.linalg.norm(phrase), atol=1e-5)
+    assert r.search(Q.text("a red thing") & Q.modality("image"), k=1)[0].id == a
+
+
+def test_linked_documents_add_to_the_score(retriever: MultimodalRetriever) -> None:
+    from mmgr_qdrant.setops import ConceptCutoff
+
+    r = retriever
+    ta, _ = _ranking_index(r)
+    rng = np.random.default_rng(1)
+    noise = _unit(rng.normal(size=len(ta)))
+    close, far = r.add_embeddings(np.stack([_unit(ta + 0.3 * noise), _unit(ta + 0.5 * noise)]), modality="image")
+    (caption,) = r.add_embeddings(ta[None, :], modality="text")
+    r.build()
+    r.cutoff = ConceptCutoff(beam_size=256, mass=None)
+    query = Q.text("a red thing") & Q.modality("image")
+    assert r.search(query, k=1)[0].id == close
+    r.link(far, caption)
+    hits = r.search(query, k=2, explain=True)
+    assert [h.id for h in hits] == [far, close]
+    top = hits[0].explain
+    assert top["linked_id"] == caption and top["linked_score"] == pytest.approx(1.0, abs=1e-4)
+    assert hits[0].score == pytest.approx(top["vector_score"] + top["linked_score"], abs=1e-5)
+    assert all(h.modality == "image" for h in hits)  # the caption itself is not admitted
+
+
+def test_a_negated_concept_uses_the_narrower_cutoff(index: Any) -> None:
+    from mmgr_qdrant.setops import ConceptCutoff
+
+    r, *_ = index
+    gen = r._gen
+    assert gen is not None
+    r.negative_cutoff = ConceptCutoff(beam_size=64, mass=None, depth=3, max_fraction=0.02)
+    try:
+        compiled = r.compile(Q.modality("image") & Q.text("a red thing") & ~Q.text("a blue thing"))
+    finally:
+        from mmgr_qdrant.setops import DEFAULT_NEGATIVE_CUTOFF
+
+        r.negative_cutoff = DEFAULT_NEGATIVE_CUTOFF
+    atoms = {str(a.atom): a for a in compiled.atoms}
+    neg = atoms['"a blue thing"'].resolution
+    pos = atoms['"a red thing"'].resolution
+    assert neg is not None and pos is not None and neg.prefixes
+    for m in {p[0] for p in neg.prefixes}:  # the cut-off applies per modality (each decoded on its own)
+        counts = [int(gen.prefix_counts(np.asarray([p]))[0]) for p in neg.prefixes if p[0] == m]
+        assert len(counts) == 1 or sum(counts) <= 0.02 * len(gen.trie)
+    assert all(len(p) == min(3, gen.n_levels) for p in neg.prefixes)
+    assert all(len(p) == 2 for p in pos.prefixes)  # positives: the default cut-off (modality + one code)

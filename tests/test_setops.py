@@ -74,16 +74,22 @@ class FakeResolver:
     def __init__(self, known_ids: set[PointId]) -> None:
         self.known_ids = known_ids
         self.calls: list[str] = []
+        self.negated: dict[str, bool] = {}
 
-    def resolve_text(self, text: str) -> AtomResolution:
+    def resolve_text(self, text: str, *, negated: bool = False) -> AtomResolution:
         self.calls.append(text)
+        self.negated[text] = negated
         prefixes = CONCEPTS.get(text, ((1, 0, 0),))
         return AtomResolution(_vec(text), prefixes, tuple(1.0 / (i + 1) for i in range(len(prefixes))))
 
-    def resolve_image(self, image: Any) -> AtomResolution:
+    def resolve_image(self, image: Any, *, negated: bool = False) -> AtomResolution:
         if isinstance(image, str) and not image.endswith(".jpg"):
             raise InputError(f"Image file {image!r} does not exist; check the path.")
         return AtomResolution(_vec(repr(image)), ((1, 2),), (0.0,))
+
+    def embed_text(self, text: str) -> np.ndarray:
+        self.calls.append(f"joint:{text}")
+        return _vec(text)
 
     def check_ids(self, ids: Sequence[PointId]) -> None:
         missing = [i for i in ids if i not in self.known_ids]
@@ -601,7 +607,8 @@ def test_resolver_errors_and_missing_resolver(resolver: FakeResolver) -> None:
 
 def test_concepts_resolve_once_and_rank_by_positive_mean(resolver: FakeResolver) -> None:
     c = compile_expr("(cat AND dog) OR (cat AND NOT dog) OR image:x.jpg", resolver)
-    assert resolver.calls == ["cat", "dog"]
+    assert resolver.calls == ["cat", "dog", "joint:cat and dog"]  # each atom once, plus the phrase that ranks
+    assert [[str(t) for t in terms] for terms in c.ranking_terms] == [["cat", "dog"], ["cat"], ["image:x.jpg"]]
     assert [a.polarity for a in c.atoms] == ["positive", "both", "positive"]
     assert len(c.positive_vectors) == 3 and c.negative_vectors == ()
     unit = [v / np.linalg.norm(v) for v in c.positive_vectors]
@@ -625,7 +632,7 @@ def test_explain_is_readable_json(resolver: FakeResolver) -> None:
         "prefixes": ["1.0", "1.2.1"], "scores": [1.0, 0.5],
     }
     assert info["atoms"][2]["kind"] == "field" and "prefixes" not in info["atoms"][2]
-    assert info["ranking"].startswith("cosine to the mean of 1 positive")
+    assert info["ranking"] == "cosine to cat"
     assert info["warnings"] == []
     # "wolf" (1.1.0) lies inside "dog" (1.1): NOT dog removes all of wolf's documents.
     overlap = compile_expr("wolf AND NOT dog", FakeResolver(KNOWN_IDS)).explain()["warnings"]
@@ -780,3 +787,94 @@ def test_compiled_is_a_frozen_value(resolver: FakeResolver) -> None:
     assert isinstance(c, Compiled)
     with pytest.raises(AttributeError):
         c.filter = None  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------------------------
+# Polarity-aware cut-offs and structure-aware ranking
+# --------------------------------------------------------------------------------------------
+
+SIZES = {(1, 0, 0): 10, (1, 0, 1): 30, (1, 2, 0): 5, (0, 3, 1): 1}
+
+
+@pytest.mark.parametrize(
+    ("fraction", "kept"),
+    [
+        (0.5, [(1, 0, 0), (1, 0, 1), (1, 2, 0), (0, 3, 1)]),  # 46 documents fit in 50
+        (0.4, [(1, 0, 0), (1, 0, 1)]),  # 40 fit; adding (1, 2, 0) would make 45
+        (0.2, [(1, 0, 0)]),
+        (0.01, [(1, 0, 0)]),  # the most probable is kept even past the budget
+    ],
+)
+def test_select_prefixes_max_fraction(fraction: float, kept: list[tuple[int, ...]]) -> None:
+    cut = ConceptCutoff(mass=None, max_fraction=fraction)
+    prefixes, _ = select_prefixes(BEAM, LOGP, cut, count=lambda ps: [SIZES[p] for p in ps], total=100)
+    assert list(prefixes) == kept
+
+
+def test_select_prefixes_max_fraction_needs_counts() -> None:
+    with pytest.raises(InputError, match="count= and total="):
+        select_prefixes(BEAM, LOGP, ConceptCutoff(max_fraction=0.1))
+    with pytest.raises(ConfigError, match="max_fraction"):
+        ConceptCutoff(max_fraction=0.0)
+
+
+def test_resolver_is_told_which_concepts_are_only_negated(resolver: FakeResolver) -> None:
+    compile_expr("cat AND NOT (dog OR wolf)", resolver)
+    assert resolver.negated == {"cat": False, "dog": True, "wolf": True}
+    compile_expr("dog OR NOT dog", resolver)  # both polarities: the positive cut-off, so the two sides partition
+    assert resolver.negated["dog"] is False
+    compile_expr("NOT NOT wolf", resolver)
+    assert resolver.negated["wolf"] is False
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v)
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("cat", [["cat"]]),
+        ("cat AND NOT dog", [["cat"]]),  # excluded documents are not ranked by what excludes them
+        ("cat OR dog", [["cat"], ["dog"]]),  # OR ranks by the nearer term
+        ("(cat OR dog) AND car", [["cat", "car"], ["dog", "car"]]),
+        ("NOT (NOT cat OR dog)", [["cat"]]),  # = cat AND NOT dog
+        ("NOT (cat AND dog) AND modality:image", None),  # only negated concepts: nothing ranks
+        ("cat OR modality:text", [["cat"]]),
+        ("cat AND cat", [["cat"]]),
+    ],
+)
+def test_ranking_terms_follow_the_expression(resolver: FakeResolver, query: str, expected: list[list[str]] | None) -> None:
+    c = compile_expr(query, resolver, allow_negative_only=True)
+    got = [[t.text for t in terms if isinstance(t, Text)] for terms in c.ranking_terms]
+    assert got == (expected or [])
+    vecs = c.ranking_vectors
+    if expected is None:
+        assert vecs is None
+        return
+    assert vecs is not None and vecs.shape == (len(expected), 8)
+    for row, terms in zip(vecs, expected):
+        want = _unit(_vec(" and ".join(terms))) if len(terms) > 1 else _unit(_vec(terms[0]))
+        assert np.allclose(row, want, atol=1e-6)
+
+
+def test_a_conjunction_of_texts_is_read_as_one_phrase(resolver: FakeResolver) -> None:
+    c = compile_expr(Q.text("cat") & Q.text("dog") & Q.image("a.jpg"), resolver)
+    assert "joint:cat and dog" in resolver.calls
+    vecs = c.ranking_vectors
+    assert vecs is not None and vecs.shape == (1, 8)
+    phrase, image = _unit(_vec("cat and dog")), _unit(_vec(repr("a.jpg")))
+    assert np.allclose(vecs[0], _unit((phrase + image) / 2), atol=1e-6)
+    assert c.explain()["ranking"] == "cosine to the phrase 'cat and dog' averaged with 1 image term"
+    assert compile_expr("cat OR dog", resolver).explain()["ranking"] == "the best of: cosine to cat; cosine to dog"
+
+
+def test_ranking_terms_are_bounded(resolver: FakeResolver) -> None:
+    from mmgr_qdrant.setops import MAX_RANKING_TERMS
+
+    words = ["cat", "dog", "wolf", "car", "red car"]
+    expr = Q.all_of(*[Q.text(w) | Q.text(w + " x") for w in words])  # 2**5 = 32 conjunctions
+    assert 2 ** len(words) > MAX_RANKING_TERMS
+    c = compile_expr(expr, resolver)
+    assert len(c.ranking_terms) == 1 and len(c.ranking_terms[0]) == 2 * len(words)  # all positives, one vector
+    assert c.ranking_vectors is not None and c.ranking_vectors.shape[0] == 1

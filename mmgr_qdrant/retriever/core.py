@@ -35,10 +35,12 @@ class MultimodalRetriever(IngestMixin, SearchMixin, BuildMixin, AdminMixin):
         self._lock = threading.RLock()
         self._closed = False
         self._gen: GenerativeIndex | None = GenerativeIndex.load(store)
-        from ..setops import ConceptCutoff
+        from ..setops import DEFAULT_CUTOFF, DEFAULT_NEGATIVE_CUTOFF, ConceptCutoff
 
-        self.cutoff: ConceptCutoff = ConceptCutoff()
+        self.cutoff: ConceptCutoff = DEFAULT_CUTOFF
         """How many decoder prefixes stand for a concept in boolean queries (tunable)."""
+        self.negative_cutoff: ConceptCutoff = DEFAULT_NEGATIVE_CUTOFF
+        """The cut-off for a concept that appears only under NOT: narrower, the documents the decoder is surest of."""
 
     # -- construction ------------------------------------------------------------------------
     @classmethod

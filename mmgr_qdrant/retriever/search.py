@@ -11,12 +11,12 @@ import numpy as np
 from ..config import IndexConfig
 from ..encoders.base import Encoder
 from ..errors import InputError, NotBuiltError, NotFoundError
-from ..filters import Filter, all_of
+from ..filters import Filter, HasId, all_of
 from ..generative import GenerativeIndex, docid_of, retag
 from ..images import load_image
 from ..store import Store
-from ..store.base import check_vectors, normalize_id
-from ..types import Hit, PointId
+from ..store.base import Record, check_vectors, normalize_id
+from ..types import RESERVED_KEY, Hit, PointId
 from ._common import _MATCH_NOTHING, SearchMode, _as_list, _check_k, _hit, _modality_code, _modality_filter, _where_filter
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ class SearchMixin:
     _gen: GenerativeIndex | None
     _lock: threading.RLock
     cutoff: ConceptCutoff
+    negative_cutoff: ConceptCutoff
 
     if TYPE_CHECKING:  # the lazily loaded property of MultimodalRetriever
 
@@ -188,18 +189,67 @@ class SearchMixin:
         gen = self._gen
         flt = retag(compiled.filter, gen.generation) if gen is not None else compiled.filter
         flt = all_of(flt, _modality_filter(modality), _where_filter(where))
-        vec = compiled.ranking_vector
+        vecs = compiled.ranking_vectors
         g = gen.generation if gen is not None else None
         info = {"mode": "boolean", "query": compiled.explain()} if explain else None
-        if vec is None:  # nothing positive to rank by: the matching documents in store order
+        if vecs is None:  # nothing positive to rank by: the matching documents in store order
             rows: list[Any] = next(iter(self.store.scroll(flt, batch_size=k)), [])[:k]
             return [_hit(r, 0.0, info, g) for r in rows]
-        return [_hit(r, r.score, {**info, "vector_score": r.score} if info else None, g) for r in self.store.query(vec, k, flt)]
+        return [_hit(r, score, {**info, **parts} if info else None, g) for r, score, parts in self._rank_with_links(vecs, k, flt)]
 
-    def _concept(self, vec: np.ndarray) -> tuple[tuple[tuple[int, ...], ...], tuple[float, ...]]:
+    def _rank_with_links(self, vecs: np.ndarray, k: int, flt: Filter | None) -> list[tuple[Record, float, dict[str, Any]]]:
+        """The ``k`` best documents ``flt`` admits, each scored over itself and its linked documents.
+
+        ``score(d) = max over ranking vectors v of [cos(v, d) + max over documents l linked to d
+        of cos(v, l)]`` (the second term is 0 for a document without links). So an image whose
+        caption says "dog" ranks high for ``dog`` even where its pixels are ambiguous: the
+        cross-modal map is evidence, and images and their captions are scored together.
+        Candidates are the ``max(4k, 50)`` best admitted documents for each vector and the
+        admitted documents linked from the ``max(4k, 50)`` best documents of any kind (their
+        captions, usually); every candidate is then scored exactly.
+        """
+        pool = max(4 * k, 50)
+        direct = self.store.query_batch(vecs, pool, [flt] * len(vecs))
+        anywhere = self.store.query_batch(vecs, pool, [None] * len(vecs))
+        found: dict[PointId, Any] = {r.id: r for rows in direct for r in rows}
+        via = {normalize_id(x) for rows in anywhere for r in rows for x in _links(r.payload)} - found.keys()
+        if via:  # documents reached through a link must pass the filter too
+            for r in self.store.query(vecs[0], len(via), all_of(flt, Filter(must=(HasId(tuple(via)),)))):
+                found[r.id] = r
+        if not found:
+            return []
+        cands = self.store.retrieve(list(found), with_vectors=True)
+        linked_ids = list(dict.fromkeys(normalize_id(x) for c in cands for x in _links(c.payload)))
+        linked = {r.id: r for r in self.store.retrieve(linked_ids, with_vectors=True)} if linked_ids else {}
+        own = np.stack([np.asarray(c.vector, dtype=np.float32) for c in cands]) @ vecs.T  # (n, v)
+        best_link = np.zeros_like(own)
+        best_link_id: list[list[PointId | None]] = [[None] * len(vecs) for _ in cands]
+        if linked:
+            link_rows = list(linked)
+            link_sim = np.stack([np.asarray(linked[i].vector, dtype=np.float32) for i in link_rows]) @ vecs.T
+            row_of = {i: n for n, i in enumerate(link_rows)}
+            for n, c in enumerate(cands):
+                rows = [row_of[x] for x in (normalize_id(y) for y in _links(c.payload)) if x in row_of]
+                if rows:
+                    sims = link_sim[rows]  # (links, v)
+                    best_link[n] = sims.max(0)
+                    best_link_id[n] = [link_rows[rows[j]] for j in sims.argmax(0)]
+        total = own + best_link
+        which = total.argmax(1)
+        score = total[np.arange(len(cands)), which]
+        out = []
+        for n in np.argsort(-score, kind="stable")[:k]:
+            v = int(which[n])
+            parts = {"vector_score": float(own[n, v]), "linked_score": float(best_link[n, v]), "linked_id": best_link_id[n][v],
+                     "ranking_term": v}
+            out.append((cands[n], float(score[n]), parts))
+        return out
+
+    def _concept(self, vec: np.ndarray, negated: bool = False) -> tuple[tuple[tuple[int, ...], ...], tuple[float, ...]]:
         """The prefixes a concept matches, in every modality: a text concept matches images too.
 
         The decoder, given a text embedding, puts most of its mass on text docids, so the cut-off
+        (``self.cutoff``, or ``self.negative_cutoff`` for a concept that appears only under NOT)
         is applied per modality (each decoded with the modality forced) and the sets are joined.
         """
         from ..setops import select_prefixes
@@ -210,14 +260,23 @@ class SearchMixin:
                 f"Collection {self.config.collection!r} has no build yet, and text or image terms in a boolean query "
                 "stand for the docid prefixes the decoder assigns them; run build() first."
             )
-        cut = self.cutoff
+        cut = self.negative_cutoff if negated else self.cutoff
         depth = min(cut.depth or 1 + self.config.hybrid.depth, gen.n_levels)
+
+        def count(prefixes: Sequence[tuple[int, ...]]) -> Sequence[int]:
+            out = [0] * len(prefixes)
+            for width in {len(p) for p in prefixes}:
+                at = [i for i, p in enumerate(prefixes) if len(p) == width]
+                for i, c in zip(at, gen.prefix_counts(np.asarray([prefixes[i] for i in at], dtype=np.int64).reshape(len(at), width))):
+                    out[i] = int(c)
+            return out
+
         modalities = sorted({int(c) for c in gen.trie.prefixes(1)[:, 0]}) if len(gen.trie) else []
         prefixes: list[tuple[int, ...]] = []
         probs: list[float] = []
         for m in modalities:
             pairs = gen.decode(vec[None, :], beam_size=cut.beam_size, depth=depth, modality=m).query(0)
-            kept, p = select_prefixes([pre for pre, _ in pairs], [sc for _, sc in pairs], cut)
+            kept, p = select_prefixes([pre for pre, _ in pairs], [sc for _, sc in pairs], cut, count=count, total=len(gen.trie))
             prefixes.extend(kept)
             probs.extend(p)
         return tuple(prefixes), tuple(probs)
@@ -289,25 +348,32 @@ class SearchMixin:
         return hits
 
 
+def _links(payload: dict[str, Any]) -> list[Any]:
+    return list((payload.get(RESERVED_KEY) or {}).get("links", []) or [])
+
+
 class _Resolver:
     """Resolves the atoms of a boolean query against one retriever (the setops ``Resolver``)."""
 
     def __init__(self, retriever: SearchMixin) -> None:
         self.r = retriever
 
-    def resolve_text(self, text: str) -> "AtomResolution":
+    def resolve_text(self, text: str, *, negated: bool = False) -> "AtomResolution":
         from ..setops import AtomResolution
 
         vec = self.r._query_vector(text, None, None)
-        prefixes, probs = self.r._concept(vec)
+        prefixes, probs = self.r._concept(vec, negated)
         return AtomResolution(vec, prefixes, probs)
 
-    def resolve_image(self, image: Any) -> "AtomResolution":
+    def resolve_image(self, image: Any, *, negated: bool = False) -> "AtomResolution":
         from ..setops import AtomResolution
 
         vec = self.r._query_vector(None, image, None)
-        prefixes, probs = self.r._concept(vec)
+        prefixes, probs = self.r._concept(vec, negated)
         return AtomResolution(vec, prefixes, probs)
+
+    def embed_text(self, text: str) -> np.ndarray:
+        return self.r._query_vector(text, None, None)
 
     def check_ids(self, ids: Sequence[PointId]) -> None:
         wanted = [normalize_id(i) for i in ids]

@@ -10,7 +10,8 @@ Concept atoms (text, image) resolve, through a :class:`Resolver` the retriever i
 embedding. The whole expression then compiles to one backend-neutral
 :class:`~mmgr_qdrant.filters.Filter` (``must`` / ``should`` / ``must_not``; a prefix set is one
 ``MatchAny`` on the prefix keyword array), and the embeddings of the positive atoms rank the
-documents the filter admits. :func:`evaluate` computes, in Python, the set a filter admits from
+documents the filter admits (one vector per conjunction of the expression's disjunctive normal
+form; a document scores by its best one). :func:`evaluate` computes, in Python, the set a filter admits from
 stored payloads with Qdrant's semantics, for tests and debugging.
 
 This package is pure: it never imports a Qdrant client, an encoder or the decoder.
@@ -31,6 +32,10 @@ from .compile import (
     Compiled,
     CompiledAtom,
     ConceptCutoff,
+    DEFAULT_CUTOFF,
+    DEFAULT_NEGATIVE_CUTOFF,
+    JOINT_TEXT,
+    MAX_RANKING_TERMS,
     Polarity,
     Resolver,
     compile_expr,
@@ -64,6 +69,10 @@ __all__ = [
     "Compiled",
     "CompiledAtom",
     "ConceptCutoff",
+    "DEFAULT_CUTOFF",
+    "DEFAULT_NEGATIVE_CUTOFF",
+    "JOINT_TEXT",
+    "MAX_RANKING_TERMS",
     "Expr",
     "FieldEq",
     "FieldRange",
