@@ -24,7 +24,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 # One reader of the data and one set of class prompts, shared with training and the other benchmarks.
-from prepare_data import FMNIST, FMNIST_CLASSES, FMNIST_TEMPLATES, read_idx  # noqa: E402
+from prepare_data import FMNIST, FMNIST_CLASSES, FMNIST_TEMPLATES, read_idx
 
 CACHE = REPO / ".cache" / "bench"
 CLIPART = REPO / "examples" / "data" / "clipart.jsonl"

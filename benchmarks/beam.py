@@ -132,10 +132,14 @@ def main() -> None:
         for beam in args.beams:
             singles = [noisy[i : i + 1] for i in range(100)]
             it = iter(singles * 10)
-            one, one_cpu = time_calls(lambda: beam_search(model, trie, next(it), beam_size=beam, depth=depth), 100)
+            one, one_cpu = time_calls(
+                lambda it=it, beam=beam, depth=depth: beam_search(model, trie, next(it), beam_size=beam, depth=depth), 100
+            )
             batches = [noisy[i : i + args.batch] for i in range(0, 512, args.batch)]
             itb = iter(batches * 10)
-            bat, bat_cpu = time_calls(lambda: beam_search(model, trie, next(itb), beam_size=beam, depth=depth), 16)
+            bat, bat_cpu = time_calls(
+                lambda itb=itb, beam=beam, depth=depth: beam_search(model, trie, next(itb), beam_size=beam, depth=depth), 16
+            )
             res = beam_search(model, trie, noisy, beam_size=beam, depth=depth)
             top_ok = float(np.mean(np.all(res.prefixes[:, 0] == codes[pick, :depth], axis=1)))
             in_beam = float(np.mean(np.any(np.all(res.prefixes == codes[pick, None, :depth], axis=2), axis=1)))

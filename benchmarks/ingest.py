@@ -19,9 +19,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import parser, report, timed  # noqa: E402
-
-import numpy as np  # noqa: E402
+import numpy as np
+from _common import parser, report, timed
 
 
 def main() -> None:

@@ -73,7 +73,7 @@ def main() -> None:
     prompt_cls = np.repeat(np.arange(len(_data.FMNIST_CLASSES)), len(_data.FMNIST_TEMPLATES))
     rng = np.random.default_rng(args.seed)
     perm = rng.permutation(n)
-    n_new = int(round(n * args.add_fraction))
+    n_new = round(n * args.add_fraction)
     old, new = np.sort(perm[n_new:]), np.sort(perm[:n_new])
     root = Path(tempfile.mkdtemp(prefix="mmgr-living-"))
 

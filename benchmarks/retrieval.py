@@ -151,7 +151,7 @@ def eval_task(r: Any, name: str, x: np.ndarray, labels: list[frozenset[str]], qu
             hits100 = r.search(vector=q, k=100 + extra, mode=mode, modality="image")
             top10 = [int(h.id) for h in hits10 if int(h.id) != ex][:10]
             top100 = [int(h.id) for h in hits100 if int(h.id) != ex][:100]
-            relset = set(int(v) for v in rel[i])
+            relset = {int(v) for v in rel[i]}
             p10.append(sum(h in relset for h in top10) / 10)
             r100.append(sum(h in relset for h in top100) / max(1, len(relset)))
         out[f"{mode}_p@10"] = float(np.mean(p10))
@@ -161,7 +161,7 @@ def eval_task(r: Any, name: str, x: np.ndarray, labels: list[frozenset[str]], qu
     p10, r100, adm = [], [], []
     for i, q in enumerate(queries):
         ex = qself[i] if exclude_self else None
-        relset = set(int(v) for v in rel[i])
+        relset = {int(v) for v in rel[i]}
         top, a = router.search(q, 10, ex)
         p10.append(sum(int(h) in relset for h in top) / 10)
         adm.append(a / n)

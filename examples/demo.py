@@ -23,12 +23,12 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from rich.console import Console  # noqa: E402
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn  # noqa: E402
-from rich.table import Table  # noqa: E402
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
 
-from mmgr_qdrant import Hit, MultimodalRetriever  # noqa: E402
-from mmgr_qdrant.setops import Q  # noqa: E402
+from mmgr_qdrant import Hit, MultimodalRetriever
+from mmgr_qdrant.setops import Q
 
 DATA = Path(__file__).resolve().parent / "data"
 QUERIES = ["a flag", "a bird", "a musical instrument", "food on a plate", "a car"]

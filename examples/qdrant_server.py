@@ -25,9 +25,9 @@ from collections.abc import Sequence
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from qdrant_client import QdrantClient  # noqa: E402
+from qdrant_client import QdrantClient
 
-from mmgr_qdrant import MultimodalRetriever  # noqa: E402
+from mmgr_qdrant import MultimodalRetriever
 
 TEXTS = [
     "A lighthouse on a rocky coast at dusk.",

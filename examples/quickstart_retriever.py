@@ -29,7 +29,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # no usage reports from this example
 
-from mmgr_qdrant import MultimodalRetriever  # noqa: E402
+from mmgr_qdrant import MultimodalRetriever
 
 DATA = Path(__file__).resolve().parent / "data"
 NOTES = [

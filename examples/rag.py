@@ -40,16 +40,16 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from mmgr_qdrant import Hit, MultimodalRetriever  # noqa: E402
+from mmgr_qdrant import Hit, MultimodalRetriever
 
 DATA = Path(__file__).resolve().parent / "data"
 QUESTION = "What do the signal flags mean at the start of a sailing regatta?"
 
 NOTES = [
-    ("notes/regatta.md", "Regatta briefing: the race committee hoists flag P, the Blue Peter, five minutes before the start; "
-     "a repeat pennant means the start is postponed."),
-    ("notes/sailing.md", "Points of sail: in irons, close-hauled, beam reach, broad reach and running. "
-     "No boat sails straight into the wind."),
+    ("notes/regatta.md", ("Regatta briefing: the race committee hoists flag P, the Blue Peter, five minutes before the start; "
+                          "a repeat pennant means the start is postponed.")),
+    ("notes/sailing.md", ("Points of sail: in irons, close-hauled, beam reach, broad reach and running. "
+                          "No boat sails straight into the wind.")),
     ("notes/safety.md", "Safety: every crew member wears a life jacket; in fog, sound signals replace flag signals."),
     ("notes/party.md", "Club party menu: lasagna, salad, garlic toast and a lemon cake with candles."),
     ("notes/office.md", "Home office: the Cisco router and the 5-port hub sit under the desk; reboot the router first."),

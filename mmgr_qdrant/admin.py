@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import time
 import zipfile
 from dataclasses import asdict, dataclass, field
@@ -66,7 +67,7 @@ class IndexStats:
         return asdict(self)
 
 
-def index_stats(r: "MultimodalRetriever", *, probe: bool = True) -> IndexStats:
+def index_stats(r: MultimodalRetriever, *, probe: bool = True) -> IndexStats:
     """Compute :class:`IndexStats` for an open retriever."""
     from .docids import docid_stats
 
@@ -102,7 +103,7 @@ def _leaf_sizes(stats: dict[str, Any]) -> dict[str, float]:
     return {"largest_bucket": float(last["largest_bucket"]), "mean_bucket": float(last["mean_bucket"])}
 
 
-def _recall_probe(r: "MultimodalRetriever", recent: Filter) -> float | None:
+def _recall_probe(r: MultimodalRetriever, recent: Filter) -> float | None:
     rows = next(iter(r.store.scroll(recent, batch_size=_PROBE, with_vectors=True)), [])
     if not rows:
         return None
@@ -112,7 +113,7 @@ def _recall_probe(r: "MultimodalRetriever", recent: Filter) -> float | None:
 
 
 # -- export / import ------------------------------------------------------------------------------
-def export_index(r: "MultimodalRetriever", file: str | Path, progress: ProgressCallback | None = None) -> Path:
+def export_index(r: MultimodalRetriever, file: str | Path, progress: ProgressCallback | None = None) -> Path:
     """Write the whole index (config, points with vectors and payloads, build artifacts) to one zip file."""
     report = progress or null_progress
     path = Path(file).expanduser()
@@ -139,7 +140,7 @@ def export_index(r: "MultimodalRetriever", file: str | Path, progress: ProgressC
     return path
 
 
-def read_export(file: str | Path) -> tuple[dict[str, Any], IndexConfig, zipfile.ZipFile]:
+def read_export(file: str | os.PathLike[str]) -> tuple[dict[str, Any], IndexConfig, zipfile.ZipFile]:
     """Open an export file and check its format; the caller closes the returned zip."""
     path = Path(file).expanduser()
     if not path.is_file():
@@ -156,7 +157,7 @@ def read_export(file: str | Path) -> tuple[dict[str, Any], IndexConfig, zipfile.
     return manifest, config, z
 
 
-def import_points(r: "MultimodalRetriever", z: zipfile.ZipFile, total: int, progress: ProgressCallback | None = None) -> None:
+def import_points(r: MultimodalRetriever, z: zipfile.ZipFile, total: int, progress: ProgressCallback | None = None) -> None:
     """Copy the points and blobs of an export into an empty, freshly created index."""
     report = progress or null_progress
     pages = sorted(n for n in z.namelist() if n.startswith("points/") and n.endswith(".npy"))

@@ -42,7 +42,8 @@ class BuildArtifacts:
 
 def _npz(arrays: dict[str, np.ndarray]) -> bytes:
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    named: dict[str, Any] = arrays  # numpy's stub types ``**kwds`` against savez's allow_pickle: bool as well
+    np.savez(buf, **named)
     return buf.getvalue()
 
 

@@ -77,7 +77,7 @@ class IndexConfig:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str | bytes, where: str = "config.json") -> "IndexConfig":
+    def from_json(cls, text: str | bytes, where: str = "config.json") -> IndexConfig:
         try:
             data = json.loads(text)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -100,7 +100,7 @@ class IndexConfig:
         except TypeError as exc:
             raise ArtifactError(f"The index config {where} does not match this version ({exc}); recreate the index.") from exc
 
-    def with_(self, **changes: Any) -> "IndexConfig":
+    def with_(self, **changes: Any) -> IndexConfig:
         return replace(self, **changes)
 
 

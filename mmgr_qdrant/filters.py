@@ -6,11 +6,10 @@ Set algebra over docid prefixes compiles to these objects, so it never imports a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 from .types import PointId
 
-Scalar = Union[str, int, bool]
+Scalar = str | int | bool
 
 
 @dataclass(frozen=True)
@@ -43,15 +42,15 @@ class HasId:
 class Filter:
     """All of ``must``, at least one of ``should`` (when given), none of ``must_not``."""
 
-    must: tuple["Condition", ...] = ()
-    should: tuple["Condition", ...] = ()
-    must_not: tuple["Condition", ...] = ()
+    must: tuple[Condition, ...] = ()
+    should: tuple[Condition, ...] = ()
+    must_not: tuple[Condition, ...] = ()
 
     def is_empty(self) -> bool:
         return not (self.must or self.should or self.must_not)
 
 
-Condition = Union[Match, Range, HasId, Filter]
+Condition = Match | Range | HasId | Filter
 
 
 def all_of(*conds: Condition | None) -> Filter | None:

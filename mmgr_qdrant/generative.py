@@ -69,13 +69,13 @@ def retag(cond: Condition | None, generation: int) -> Any:
 class GenerativeIndex:
     """A loaded build: assigns docids to new vectors and decodes queries into docid prefixes."""
 
-    scheme: "DocidScheme"
-    decoder: "DocidDecoder"
-    trie: "DocidTrie"
+    scheme: DocidScheme
+    decoder: DocidDecoder
+    trie: DocidTrie
     generation: int
-    used: "TieBreakState"
+    used: TieBreakState
     info: dict[str, Any] = field(default_factory=dict)
-    _decodable: "DocidTrie | None" = field(default=None, repr=False)
+    _decodable: DocidTrie | None = field(default=None, repr=False)
     _counts: tuple[Any, ...] | None = field(default=None, repr=False)  # (trie, depth, radix, keys, counts)
 
     @property
@@ -87,7 +87,7 @@ class GenerativeIndex:
         return tuple(int(v) for v in self.decoder.config.vocab_sizes)
 
     @classmethod
-    def from_artifacts(cls, art: BuildArtifacts, device: str | None = None) -> "GenerativeIndex":
+    def from_artifacts(cls, art: BuildArtifacts, device: str | None = None) -> GenerativeIndex:
         from .decoder import DocidTrie, load_checkpoint
         from .docids import scheme_from_state, used_from_docids
 
@@ -97,7 +97,7 @@ class GenerativeIndex:
         return cls(scheme, decoder, trie, art.generation, used_from_docids(trie.codes) if len(trie) else {}, dict(art.info))
 
     @classmethod
-    def load(cls, store: Store, device: str | None = None) -> "GenerativeIndex | None":
+    def load(cls, store: Store, device: str | None = None) -> GenerativeIndex | None:
         """The current build of a collection, brought up to date with documents added since."""
         art = load_build(store)
         if art is None:

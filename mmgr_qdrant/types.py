@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import numpy as np
 
 from .errors import InputError
 
-PointId = Union[int, str]
+PointId = int | str
 """A Qdrant point id: an unsigned integer or a UUID string."""
 
 U64_MAX = 2**64 - 1
@@ -125,6 +126,6 @@ def prefix_keys(docid: tuple[int, ...] | list[int]) -> list[str]:
     return out
 
 
-def prefix_key(prefix: tuple[int, ...] | list[int]) -> str:
+def prefix_key(prefix: Sequence[int]) -> str:
     """One prefix as its keyword string."""
     return ".".join(str(int(c)) for c in prefix)

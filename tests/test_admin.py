@@ -70,7 +70,7 @@ def test_update_reembeds_and_keeps_links(built: Any) -> None:
 
 
 def test_export_import_round_trip_across_backends(built: Any, tmp_path: Path, tiny_encoder: Any) -> None:
-    r, x, ids = built
+    r, x, _ids = built
     file = r.export(tmp_path / "idx.mmgr")
     expected = [h.id for h in r.search(vector=x[7], k=5)]
     with MultimodalRetriever.import_file(file, "copy", path=tmp_path / "other") as c:

@@ -77,7 +77,7 @@ def test_algebra_laws_hold_on_stored_sets(index: Any, left: Any, right: Any) -> 
 
 
 def test_not_excludes_what_the_concept_matches(index: Any) -> None:
-    r, x, ids = index
+    r, _x, _ids = index
     concept = Q.text("a blue thing")
     default = r.cutoff
     r.cutoff = r.negative_cutoff  # a concept only under NOT takes the negative cut-off; compare like with like
@@ -94,7 +94,7 @@ def test_not_excludes_what_the_concept_matches(index: Any) -> None:
 
 
 def test_search_with_expression_ranks_positive_atoms(index: Any) -> None:
-    r, x, ids = index
+    r, _x, _ids = index
     hits = r.search(Q.modality("image") & Q.where({"color": "red"}) & ~Q.where({"size": 0}), k=5, explain=True)
     assert hits and all(h.payload["color"] == "red" and h.payload["size"] != 0 for h in hits)
     assert "filter" in hits[0].explain["query"]
@@ -103,7 +103,7 @@ def test_search_with_expression_ranks_positive_atoms(index: Any) -> None:
 
 
 def test_ids_atom_and_unknown_ids(index: Any) -> None:
-    r, x, ids = index
+    r, _x, ids = index
     assert {h.id for h in r.search(Q.ids(ids[:3]), k=10)} == set(ids[:3])
     with pytest.raises(NotFoundError, match="not in collection"):
         r.search(Q.ids([999_999]), k=3)
@@ -170,7 +170,7 @@ def test_or_ranks_by_the_nearer_term_not_the_mean(retriever: MultimodalRetriever
 
     r = retriever
     ta, tb = _ranking_index(r)
-    a, b, mid = r.add_embeddings(np.stack([ta, tb, _unit(ta + tb)]), modality="image")
+    a, b, _mid = r.add_embeddings(np.stack([ta, tb, _unit(ta + tb)]), modality="image")
     r.build()
     r.cutoff = ConceptCutoff(beam_size=256, mass=None)  # every prefix: the ranking alone decides
     hits = r.search(Q.text("a red thing") | Q.text("a green thing"), k=3, modality="image", explain=True)

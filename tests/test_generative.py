@@ -56,7 +56,7 @@ def built(connect: Any, tiny_encoder: Any) -> Any:
 
 
 def test_build_assigns_unique_docids_with_modality_first(shared_built: Any) -> None:
-    r, x, labels, ids, report = shared_built
+    r, _x, _labels, ids, report = shared_built
     hits = r.get(ids)
     docids = [h.docid for h in hits]
     assert len(set(docids)) == len(ids)
@@ -67,7 +67,7 @@ def test_build_assigns_unique_docids_with_modality_first(shared_built: Any) -> N
 
 
 def test_hybrid_matches_dense_on_clustered_data(shared_built: Any) -> None:
-    r, x, labels, ids, _ = shared_built
+    r, x, _labels, _ids, _ = shared_built
     rng = np.random.default_rng(1)
     overlap = []
     for i in rng.choice(len(x), 20, replace=False):
@@ -80,7 +80,7 @@ def test_hybrid_matches_dense_on_clustered_data(shared_built: Any) -> None:
 
 
 def test_generative_mode_ranks_by_the_decoder(shared_built: Any) -> None:
-    r, x, labels, ids, _ = shared_built
+    r, x, labels, _ids, _ = shared_built
     hits = r.search(vector=x[0], k=5, mode="generative", explain=True)
     assert 1 <= len(hits) <= 5
     assert all(h.explain and h.explain["mode"] == "generative" for h in hits)
@@ -113,7 +113,7 @@ def test_search_batch_equals_single(shared_built: Any) -> None:
 
 
 def test_new_documents_get_docids_and_are_found_at_once(built: Any) -> None:
-    r, x, labels, ids, _ = built
+    r, x, _labels, ids, _ = built
     rng = np.random.default_rng(7)
     new = x[:5] + 0.02 * rng.normal(size=(5, x.shape[1])).astype(np.float32)
     new_ids = r.add_embeddings(new, modality="image")
@@ -125,7 +125,7 @@ def test_new_documents_get_docids_and_are_found_at_once(built: Any) -> None:
 
 
 def test_deleted_documents_leave_the_trie(built: Any) -> None:
-    r, x, labels, ids, _ = built
+    r, x, _labels, ids, _ = built
     r.delete(ids[:3])
     hits = r.search(vector=x[0], k=10, mode="generative")
     assert not {h.id for h in hits} & set(ids[:3])
@@ -174,7 +174,7 @@ def test_reopen_in_new_process_serves_hybrid(tmp_path: Path, tiny_encoder: Any) 
             print(hits[0].explain["mode"], *[h.id for h in hits])
         """
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180, check=False)
     assert out.returncode == 0, out.stderr
     words = out.stdout.split()
     assert words[0] == "hybrid" and words[1:] == [str(i) for i in expected]

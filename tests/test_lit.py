@@ -235,6 +235,5 @@ def test_index_refuses_a_changed_head_under_the_same_name(tmp_path: Path) -> Non
     data = bytearray(head.read_bytes())
     data[-1] ^= 0x01  # another head, same file name
     head.write_bytes(bytes(data))
-    with MultimodalRetriever.open("fp", path=tmp_path / "db") as r:
-        with pytest.raises(ConfigError, match="embedded with"):
-            r.search("a red car")
+    with MultimodalRetriever.open("fp", path=tmp_path / "db") as r, pytest.raises(ConfigError, match="embedded with"):
+        r.search("a red car")

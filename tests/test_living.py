@@ -51,7 +51,9 @@ def test_sigkill_during_ingest_then_rerun_stores_everything_once(tmp_path: Path)
             break
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL
-    out = subprocess.run([sys.executable, str(script), str(tmp_path), str(n), "again"], capture_output=True, text=True, env=env, timeout=300)
+    out = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), str(n), "again"], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
     assert out.returncode == 0, out.stderr
     assert "finished" in out.stdout
     with MultimodalRetriever.open("crash", path=tmp_path) as r:
@@ -132,7 +134,7 @@ def test_second_process_cannot_write_the_same_edge_folder(tmp_path: Path, tiny_e
     with MultimodalRetriever.create("lock", path=tmp_path, encoder=tiny_encoder) as r:
         r.add_texts(["kept"])
         code = f"from mmgr_qdrant import MultimodalRetriever\nMultimodalRetriever.open('lock', path={str(tmp_path)!r}).add_texts(['x'])"
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
         assert out.returncode == 1 and "another process" in out.stderr
         assert r.count() == 1
         time.sleep(0)

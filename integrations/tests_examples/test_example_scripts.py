@@ -26,7 +26,8 @@ def run_example(name: str, *args: str, env: dict[str, str] | None = None) -> str
     environ.pop("QDRANT_URL", None)
     environ.update(env or {})
     proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / name), *TINY, *args], capture_output=True, text=True, timeout=600, cwd=ROOT, env=environ
+        [sys.executable, str(EXAMPLES / name), *TINY, *args],
+        capture_output=True, text=True, timeout=600, cwd=ROOT, env=environ, check=False,
     )
     assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout

@@ -17,8 +17,8 @@ is the sum over its levels of log p(code | query, earlier codes, code exists in 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -26,7 +26,6 @@ import torch
 from ..errors import ConfigError, InputError
 from .model import DocidDecoder
 from .trie import DocidTrie
-
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,13 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, cast
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from ..errors import ArtifactError, ConfigError
 
@@ -203,6 +204,8 @@ class DocidDecoder(nn.Module):
         config: the architecture; kept as ``self.config`` and saved with every checkpoint.
     """
 
+    level_offsets: torch.Tensor  # (L,) buffer: where each level's codes start in ``tok_emb``
+
     def __init__(self, config: DecoderConfig) -> None:
         super().__init__()
         self.config = config
@@ -307,7 +310,7 @@ class DocidDecoder(nn.Module):
         pos = self.config.n_prefix + t
         cache.z = cache.z[parents]  # (N, C)
         x = self.tok_emb(tokens + self.level_offsets[t]) + self.pos_emb.weight[pos] + cache.z  # (N, C)
-        for i, block in enumerate(self.blocks):
+        for i, block in enumerate(cast(Iterable[Block], self.blocks)):
             a, cache.k[i], cache.v[i] = block.attn.step(
                 block.ln_1(x), cache.k[i][parents], cache.v[i][parents]
             )

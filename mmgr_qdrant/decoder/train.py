@@ -21,7 +21,7 @@ import logging
 import math
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ from .model import DecoderConfig, DocidDecoder, load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrainReport", "train_decoder", "save_checkpoint", "load_checkpoint"]
+__all__ = ["TrainReport", "load_checkpoint", "save_checkpoint", "train_decoder"]
 
 
 @dataclass(frozen=True)
@@ -214,7 +214,7 @@ def train_decoder(
     queries = np.asarray(queries)
     targets = np.asarray(targets)
     _check_inputs(queries, targets, doc_vectors, doc_index)
-    m, d = queries.shape
+    _m, d = queries.shape
     L = targets.shape[1]
     if config is None:
         vs = tuple(vocab_sizes) if vocab_sizes is not None else tuple(int(x) + 1 for x in targets.max(0))
@@ -274,7 +274,7 @@ def _train(
     torch.manual_seed(seed)
     gen = torch.Generator(device=dev).manual_seed(seed)
 
-    n_val = min(int(round(m * val_fraction)), max_val, m - 1) if val_fraction > 0 else 0
+    n_val = min(round(m * val_fraction), max_val, m - 1) if val_fraction > 0 else 0
     perm = rng.permutation(m)
     val_idx, train_idx = np.sort(perm[:n_val]), perm[n_val:]
     n_train = len(train_idx)
@@ -330,7 +330,8 @@ def _train(
             for group in opt.param_groups:
                 group["lr"] = lr_at(step)
             logits = model(q, y)
-            gen_loss = sum(F.cross_entropy(lg, y[:, t]) for t, lg in enumerate(logits)) / len(logits)
+            # a tensor: the model has at least one level, so the sum has at least one term
+            gen_loss = cast(torch.Tensor, sum(F.cross_entropy(lg, y[:, t]) for t, lg in enumerate(logits)) / len(logits))
             loss = gen_loss
             con_loss = torch.zeros((), device=dev)
             if use_con:

@@ -16,8 +16,8 @@ its largest fan-out. The deduplicated, sorted codes are the source of truth; ``a
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 import torch
@@ -94,9 +94,10 @@ class DocidTrie:
     def __init__(
         self, codes: np.ndarray | Iterable[Iterable[int]] = (), *, n_levels: int | None = None
     ) -> None:
-        if n_levels is None and np.size(codes) == 0 and np.ndim(codes) != 2:
+        raw = np.asarray(codes)
+        if n_levels is None and raw.size == 0 and raw.ndim != 2:
             raise InputError("DocidTrie needs n_levels when it is built from no codes.")
-        arr = _as_codes(codes, n_levels)
+        arr = _as_codes(raw, n_levels)
         self._codes = _sort_unique(arr)
         self._codes.setflags(write=False)
         self._levels: list[tuple[np.ndarray, np.ndarray]] | None = None
@@ -127,7 +128,7 @@ class DocidTrie:
         self._check_depth(depth)
         if depth == 0:
             return 1 if len(self) else 0
-        return int(len(self._arrays()[depth - 1][1]))
+        return len(self._arrays()[depth - 1][1])
 
     def prefixes(self, depth: int) -> np.ndarray:
         """(n_nodes, depth) the distinct prefixes of length ``depth``, sorted."""

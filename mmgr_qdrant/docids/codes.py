@@ -185,10 +185,10 @@ def docid_stats(docids: np.ndarray, codebook_sizes: list[int]) -> DocidStats:
             LevelStats(
                 level=col,
                 codebook_size=int(codebook_sizes[col]),
-                used=int(len(counts)),
+                used=len(counts),
                 usage=float(len(counts) / codebook_sizes[col]) if codebook_sizes[col] else 0.0,
                 perplexity=math.exp(entropy),
-                buckets=int(len(prefix_counts)),
+                buckets=len(prefix_counts),
                 largest_bucket=int(prefix_counts.max()) if n else 0,
                 mean_bucket=float(n / len(prefix_counts)) if n else 0.0,
             )

@@ -55,7 +55,7 @@ class LSHScheme(SchemeBase):
     def _fit(self, v: np.ndarray, m: np.ndarray, rng: np.random.Generator, progress: ProgressCallback | None) -> None:
         d, n = v.shape[1], v.shape[0]
         if self.bits == "auto":
-            self.n_bits = max(1, min(8, int(math.floor(math.log2(max(auto_k(n, self.levels), 2))))))
+            self.n_bits = max(1, min(8, math.floor(math.log2(max(auto_k(n, self.levels), 2)))))
             logger.info("docids lsh: bits='auto' picked %d bits per code for %d documents", self.n_bits, n)
         else:
             self.n_bits = int(self.bits)

@@ -16,8 +16,8 @@ MiniLM's; the image side is ``normalize(head(pooled EfficientNet features))``.
 from __future__ import annotations
 
 import contextlib
-import io
 import hashlib
+import io
 import json
 import logging
 import threading

@@ -133,4 +133,4 @@ def _factory(spec: str) -> OpenClipEncoder:
     return OpenClipEncoder(spec)
 
 
-__all__ = ["OpenClipEncoder", "TINY_NAME", "describe", "register_tiny_config"]
+__all__ = ["TINY_NAME", "OpenClipEncoder", "describe", "register_tiny_config"]

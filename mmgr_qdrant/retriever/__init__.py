@@ -3,4 +3,4 @@
 from ..filters import HasId
 from .core import MultimodalRetriever
 
-__all__ = ["MultimodalRetriever", "HasId"]
+__all__ = ["HasId", "MultimodalRetriever"]

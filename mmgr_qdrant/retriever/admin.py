@@ -92,10 +92,10 @@ class AdminMixin:
                 hits.append(_hit(r, 1.0, {"relation": "linked"}, g))
         seen = {pid, *(h.id for h in hits)}
         if len(hits) < k:
-            for r in self.store.query(rec.vector, k + len(seen), _modality_filter(modality)):  # type: ignore[arg-type]
-                if r.id not in seen and len(hits) < k:
-                    seen.add(r.id)
-                    hits.append(_hit(r, r.score, {"relation": "nearest"}, g))
+            for s in self.store.query(rec.vector, k + len(seen), _modality_filter(modality)):  # type: ignore[arg-type]
+                if s.id not in seen and len(hits) < k:
+                    seen.add(s.id)
+                    hits.append(_hit(s, s.score, {"relation": "nearest"}, g))
         return hits[:k]
 
     def _unlink_deleted(self, records: dict[PointId, Record]) -> None:
@@ -110,7 +110,7 @@ class AdminMixin:
         self.store.set_payload([r.id for r in remaining], RESERVED_KEY, values)
 
     # -- administration ----------------------------------------------------------------------------
-    def stats(self, *, probe: bool = True) -> "IndexStats":
+    def stats(self, *, probe: bool = True) -> IndexStats:
         """Counts, docid balance, staleness of the build and artifact sizes.
 
         Args:

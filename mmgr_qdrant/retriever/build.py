@@ -121,7 +121,7 @@ class BuildMixin:
             if refit or old is None:
                 self._write_docids(ids, docids, metas, generation, report)
             trie = DocidTrie(docids)
-            info = {"n_docs": n, "n_pairs": int(len(queries)), "trained_at": time.time(), "docid_stats": stats.as_dict(),
+            info = {"n_docs": n, "n_pairs": len(queries), "trained_at": time.time(), "docid_stats": stats.as_dict(),
                     "train": train.to_dict(), "scheme": self.config.docid_scheme}
             scheme_params, scheme_arrays = scheme.state()
             save_build(self.store, BuildArtifacts(scheme_params, scheme_arrays, trie.to_arrays(), save_checkpoint(decoder), info, generation))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from ..config import DEFAULT_ENCODER, HybridConfig, IndexConfig, check_encoder_matches, check_encoder_weights
 from ..encoders.base import Encoder, get_encoder
@@ -58,7 +58,7 @@ class MultimodalRetriever(IngestMixin, SearchMixin, BuildMixin, AdminMixin):
         decoder_params: dict[str, Any] | None = None,
         hybrid: HybridConfig | dict[str, Any] | None = None,
         exist_ok: bool = False,
-    ) -> "MultimodalRetriever":
+    ) -> MultimodalRetriever:
         """Create a new index (a Qdrant collection plus its saved config).
 
         Args:
@@ -121,7 +121,7 @@ class MultimodalRetriever(IngestMixin, SearchMixin, BuildMixin, AdminMixin):
         url: str | None = None,
         api_key: str | None = None,
         encoder: str | Encoder | None = None,
-    ) -> "MultimodalRetriever":
+    ) -> MultimodalRetriever:
         """Open an existing index, in this process or another, on this machine or another.
 
         Args:
@@ -183,7 +183,7 @@ class MultimodalRetriever(IngestMixin, SearchMixin, BuildMixin, AdminMixin):
                 self._closed = True
                 self.store.close()
 
-    def __enter__(self) -> "MultimodalRetriever":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -321,7 +321,7 @@ class IngestMixin:
         rec = found[0]
         meta = dict(rec.payload.get(RESERVED_KEY) or {})
         user = payload if payload is not None else {k: v for k, v in rec.payload.items() if k != RESERVED_KEY}
-        modality = meta.get("modality")
+        modality: Any = meta.get("modality")  # as stored; add_embeddings checks it
         if sum(x is not None for x in (image, text, vector)) > 1:
             raise InputError("Give at most one of image=, text= or vector= to update.")
         if image is None and text is None and vector is None:  # payload only: vector, docid and links stay

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -41,7 +41,7 @@ class SearchMixin:
     # -- search --------------------------------------------------------------------------------
     def search(
         self,
-        query: "str | Expr | None" = None,
+        query: str | Expr | None = None,
         *,
         image: Any = None,
         vector: np.ndarray | None = None,
@@ -56,7 +56,10 @@ class SearchMixin:
         Args:
             query: a text query, or a boolean :class:`~mmgr_qdrant.setops.Q` expression
                 (``Q.text("cat") & ~Q.text("dog")``; parse a string with ``Q.parse``). A lone
-                ``Q.text`` or ``Q.image`` is searched like a plain text or image query.
+                ``Q.text`` or ``Q.image`` is searched like a plain text or image query. An
+                expression's hits score by the expression's best ranking vector over the
+                document plus its best linked document (so a score may exceed 1; see
+                ``Compiled.ranking_vectors`` and docs/architecture.md, "Boolean queries").
             image: a query image (path, PIL image, bytes or array).
             vector: a query embedding of the index's dimension.
             k: hits to return.
@@ -77,7 +80,7 @@ class SearchMixin:
         if isinstance(query, Text):  # a lone text atom (a parsed plain string) is an ordinary text query
             query = query.text
         elif isinstance(query, Image) and image is None and vector is None:
-            query, image = None, query.source
+            image, query = query.source, None
         if isinstance(query, Expr):
             if image is not None or vector is not None:
                 raise InputError("Give a Q expression alone; put images inside it with Q.image(...).")
@@ -86,11 +89,11 @@ class SearchMixin:
         vec = self._query_vector(query, image, vector)
         _check_k(k)
         flt = all_of(_modality_filter(modality), _where_filter(where))
-        mode = self._mode(mode)
-        if mode == "dense" or (mode == "hybrid" and self._gen is None):
+        chosen = self._mode(mode)
+        if chosen == "dense" or (chosen == "hybrid" and self._gen is None):
             return self._dense(vec, k, flt, explain)
-        gen = self._require_built(mode)
-        if mode == "generative":
+        gen = self._require_built(chosen)
+        if chosen == "generative":
             return self._generative(gen, vec, k, modality, flt, explain)
         return self._hybrid(gen, vec[None, :], k, modality, [flt], explain)[0]
 
@@ -125,23 +128,23 @@ class SearchMixin:
             vecs = check_vectors(np.asarray(vectors, dtype=np.float32), self.config.dim, "query vectors")
             vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
         flt = all_of(_modality_filter(modality), _where_filter(where))
-        mode = self._mode(mode)
+        chosen = self._mode(mode)
         if len(vecs) == 0:
             return []
-        if mode == "dense" or (mode == "hybrid" and self._gen is None):
+        if chosen == "dense" or (chosen == "hybrid" and self._gen is None):
             g = self._gen.generation if self._gen is not None else None
             return [[_hit(r, r.score, None, g) for r in rows] for rows in self.store.query_batch(vecs, k, [flt] * len(vecs))]
-        gen = self._require_built(mode)
-        if mode == "generative":
+        gen = self._require_built(chosen)
+        if chosen == "generative":
             return [self._generative(gen, v, k, modality, flt, False) for v in vecs]
         return self._hybrid(gen, vecs, k, modality, [flt] * len(vecs), False)
 
-    def _mode(self, mode: str | None) -> str:
+    def _mode(self, mode: str | None) -> SearchMode:
         if mode is None:
             return "hybrid" if self._gen is not None else "dense"
-        if mode not in ("hybrid", "generative", "dense"):
-            raise InputError(f"mode={mode!r} is not known; use 'hybrid', 'generative' or 'dense'.")
-        return mode
+        if mode in ("hybrid", "generative", "dense"):
+            return cast(SearchMode, mode)
+        raise InputError(f"mode={mode!r} is not known; use 'hybrid', 'generative' or 'dense'.")
 
     def _require_built(self, mode: str) -> GenerativeIndex:
         gen = self._gen
@@ -168,7 +171,7 @@ class SearchMixin:
         return arr / norm
 
     # -- boolean queries --------------------------------------------------------------------------
-    def compile(self, expr: "Expr | str", *, allow_negative_only: bool = False) -> "Compiled":
+    def compile(self, expr: Expr | str, *, allow_negative_only: bool = False) -> Compiled:
         """Compile a Q expression (or a query string) against this index, without searching.
 
         Concept atoms (text, image) resolve to the docid prefixes the decoder assigns them, cut off
@@ -184,7 +187,7 @@ class SearchMixin:
 
         return compile_expr(expr, _Resolver(self), allow_negative_only=allow_negative_only)
 
-    def _search_expr(self, expr: "Expr", k: int, modality: str | None, where: dict[str, Any] | None, explain: bool) -> list[Hit]:
+    def _search_expr(self, expr: Expr, k: int, modality: str | None, where: dict[str, Any] | None, explain: bool) -> list[Hit]:
         compiled = self.compile(expr, allow_negative_only=True)
         gen = self._gen
         flt = retag(compiled.filter, gen.generation) if gen is not None else compiled.filter
@@ -358,14 +361,14 @@ class _Resolver:
     def __init__(self, retriever: SearchMixin) -> None:
         self.r = retriever
 
-    def resolve_text(self, text: str, *, negated: bool = False) -> "AtomResolution":
+    def resolve_text(self, text: str, *, negated: bool = False) -> AtomResolution:
         from ..setops import AtomResolution
 
         vec = self.r._query_vector(text, None, None)
         prefixes, probs = self.r._concept(vec, negated)
         return AtomResolution(vec, prefixes, probs)
 
-    def resolve_image(self, image: Any, *, negated: bool = False) -> "AtomResolution":
+    def resolve_image(self, image: Any, *, negated: bool = False) -> AtomResolution:
         from ..setops import AtomResolution
 
         vec = self.r._query_vector(None, image, None)

@@ -74,14 +74,17 @@ DEFAULT_CUTOFF = ConceptCutoff(beam_size=64, mass=None)
 """The retriever's default cut-off for a concept that ranks (not only under NOT): the 64 most
 probable prefixes of one code below the modality, per modality. Broad on purpose: documents
 outside a positive concept's set are lost to the query, and ranking by the concept's embedding
-already puts its documents first; narrower sets (mass 0.9) cost precision@10 on ``A AND B``
-(0.168 vs 0.280 on 3,000 Debian images, ``benchmarks/setops.py --sweep``)."""
+already puts its documents first. Narrower sets (mass 0.9, beam 32) cost precision@10 on
+``A AND B`` in ``benchmarks/setops.py --sweep``: 0.125 vs 0.140 on the sample set, 0.152 vs
+0.188 on the Debian held-out set, 0.228 vs 0.328 on the whole Debian set."""
 
 DEFAULT_NEGATIVE_CUTOFF = ConceptCutoff(beam_size=64, mass=None, depth=3, max_fraction=0.02)
 """The retriever's default cut-off for a concept that appears only under NOT: the most probable
 prefixes of two codes below the modality, covering at most 2% of the collection. Narrow on
 purpose: concepts that co-occur look alike, and a broad NOT removes the ``A`` documents that
-merely resemble ``B`` (``A AND NOT B`` precision@10 on 3,000 Debian images: 0.144 at 2%, 0.088 at 5%)."""
+merely resemble ``B``. ``A AND NOT B`` precision@10 with this default vs 5% one code shallower:
+0.156 vs 0.128 on the sample set, 0.224 vs 0.180 on the whole Debian set (0.084 vs 0.096 on the
+Debian held-out set, where the pairs have few answers)."""
 
 
 def select_prefixes(
@@ -281,7 +284,7 @@ class Compiled:
         more text atoms are read together as one phrase (``"cat and dog"``, embedded by the
         encoder) in place of their separate vectors: a text encoder composes words in a phrase
         better than an average of their embeddings does (``benchmarks/setops.py``: precision@10
-        on ``A AND B`` 0.140 vs 0.120 on the sample set, 0.332 vs 0.280 on 3,000 Debian images).
+        on ``A AND B`` 0.140 vs 0.120 on the sample set, 0.352 vs 0.280 on 3,000 Debian images).
         ``None`` when nothing positive ranks.
         """
         vectors = {a.atom: a.resolution.vector for a in self.atoms if a.resolution is not None}

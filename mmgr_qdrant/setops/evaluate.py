@@ -11,7 +11,6 @@ from ..types import PointId
 from .compile import Compiled, Resolver, compile_expr
 from .expr import Expr
 
-
 # --------------------------------------------------------------------------------------------
 # Evaluation in Python (Qdrant semantics)
 # --------------------------------------------------------------------------------------------

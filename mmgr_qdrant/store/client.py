@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -80,7 +81,8 @@ class ClientStore:
         self._call(lambda: self.client.create_collection(self.collection, vectors_config=m.VectorParams(size=int(dim), distance=m.Distance.COSINE)))
         if not self.local:  # local mode ignores payload indexes (and warns); a server needs them before ingest
             for field in (F_PREFIXES, F_MODALITY, F_LINKS):
-                self._call(lambda: self.client.create_payload_index(self.collection, field, m.PayloadSchemaType.KEYWORD, wait=True))
+                index = functools.partial(self.client.create_payload_index, self.collection, field, m.PayloadSchemaType.KEYWORD, wait=True)
+                self._call(index)
         self._ensure_meta()
 
     def _ensure_meta(self) -> None:
@@ -104,8 +106,8 @@ class ClientStore:
 
     def drop(self) -> None:
         for name in (self.collection, self.meta_collection):
-            if self._call(lambda: self.client.collection_exists(name)):
-                self._call(lambda: self.client.delete_collection(name))
+            if self._call(functools.partial(self.client.collection_exists, name)):
+                self._call(functools.partial(self.client.delete_collection, name))
 
     # -- points -----------------------------------------------------------------------------
     def upsert(self, ids: Sequence[PointId], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]) -> None:
@@ -136,8 +138,9 @@ class ClientStore:
         flt = to_client_filter(filter)
         while True:
             rows, offset = self._call(
-                lambda: self.client.scroll(
-                    self.collection, scroll_filter=flt, limit=batch_size, offset=offset, with_payload=True, with_vectors=with_vectors
+                functools.partial(
+                    self.client.scroll,
+                    self.collection, scroll_filter=flt, limit=batch_size, offset=offset, with_payload=True, with_vectors=with_vectors,
                 )
             )
             if rows:
@@ -184,7 +187,7 @@ class ClientStore:
         # Drop stale chunks of a longer earlier value first; callers write new keys (generations) for atomicity.
         self.delete_blob(key)
         for start in range(0, len(points), 8):
-            self._call(lambda: self.client.upsert(self.meta_collection, points=points[start : start + 8], wait=True))
+            self._call(functools.partial(self.client.upsert, self.meta_collection, points=points[start : start + 8], wait=True))
 
     def get_blob(self, key: str) -> bytes | None:
         m = _models()
@@ -195,7 +198,7 @@ class ClientStore:
         offset: Any = None
         while True:
             rows, offset = self._call(
-                lambda: self.client.scroll(self.meta_collection, scroll_filter=flt, limit=64, offset=offset, with_payload=True)
+                functools.partial(self.client.scroll, self.meta_collection, scroll_filter=flt, limit=64, offset=offset, with_payload=True)
             )
             for r in rows:
                 parts[int(r.payload["chunk"])] = (int(r.payload["n"]), r.payload["data"])
@@ -222,7 +225,7 @@ class ClientStore:
         offset: Any = None
         while True:
             rows, offset = self._call(
-                lambda: self.client.scroll(self.meta_collection, limit=256, offset=offset, with_payload=["key"])
+                functools.partial(self.client.scroll, self.meta_collection, limit=256, offset=offset, with_payload=["key"])
             )
             keys.update(r.payload["key"] for r in rows)
             if offset is None or not rows:

@@ -181,7 +181,7 @@ class EdgeStore:
         qe = _edge()
         with self._write_lock:
             for pid, value in zip(ids, values):
-                self._run(lambda: self.shard.update(qe.UpdateOperation.set_payload([pid], value, key)))
+                self._run(lambda pid=pid, value=value: self.shard.update(qe.UpdateOperation.set_payload([pid], value, key)))
 
     def delete(self, ids: Sequence[PointId]) -> None:
         qe = _edge()
@@ -202,7 +202,7 @@ class EdgeStore:
         flt = to_edge_filter(filter)
         while True:
             req = qe.ScrollRequest(offset=offset, limit=batch_size, filter=flt, with_payload=True, with_vector=with_vectors)
-            rows, offset = self._run(lambda: self.shard.scroll(req))
+            rows, offset = self._run(lambda req=req: self.shard.scroll(req))
             if rows:
                 yield [to_record(r, with_vectors) for r in rows]
             if offset is None or not rows:

@@ -7,4 +7,4 @@
 from langchain_mmgr.retrievers import SEARCH_KEYS, MMGRRetriever
 
 __version__ = "0.1.0"
-__all__ = ["MMGRRetriever", "SEARCH_KEYS", "__version__"]
+__all__ = ["SEARCH_KEYS", "MMGRRetriever", "__version__"]

@@ -9,9 +9,9 @@ import pytest
 from langchain_core.documents import Document
 from langchain_core.load import dumpd, dumps, load, loads
 from langchain_core.retrievers import BaseRetriever
+from langchain_mmgr import MMGRRetriever
 from pydantic import ValidationError
 
-from langchain_mmgr import MMGRRetriever
 from mmgr_qdrant import CollectionNotFoundError, InputError, MMGRError, MultimodalRetriever, QuerySyntaxError
 
 ALL = 7  # documents in the fixture index

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import llama_index.retrievers.mmgr as pkg
 import pytest
 from llama_index.core.base.base_multi_modal_retriever import MultiModalRetriever
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.schema import ImageNode, MetadataMode, NodeWithScore, QueryBundle, TextNode
-
-import llama_index.retrievers.mmgr as pkg
 from llama_index.retrievers.mmgr import MMGRMultiModalRetriever, MMGRRetriever
+
 from mmgr_qdrant import CollectionNotFoundError, InputError, MultimodalRetriever, QuerySyntaxError
 
 ALL = 7  # documents in the fixture index

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from haystack import Document, Pipeline
 from haystack.utils import Secret
-
 from haystack_integrations.components.retrievers.mmgr import MMGRRetriever
+
 from mmgr_qdrant import CollectionNotFoundError, InputError, MultimodalRetriever
 
 ALL = 7  # documents in the fixture index

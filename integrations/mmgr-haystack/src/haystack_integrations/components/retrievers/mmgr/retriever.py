@@ -219,7 +219,7 @@ def _collect(node: dict[str, Any], where: dict[str, Any]) -> None:
             "use '==' or 'in' comparisons on meta fields joined by 'AND', or an mmgr where dict."
         )
     field = str(node["field"])
-    key = field[len("meta.") :] if field.startswith("meta.") else field
+    key = field.removeprefix("meta.")
     value = node.get("value")
     if op == "in" and not isinstance(value, (list, tuple)):
         raise InputError(f"Haystack filter 'in' on {field!r} needs a list value, got {value!r}.")
