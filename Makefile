@@ -11,7 +11,7 @@ INTEGRATIONS := integrations/langchain-mmgr integrations/llama-index-retrievers-
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test test-fast bench train-head examples-data debs clean
+.PHONY: demo test test-fast lint bench train-head examples-data debs clean
 
 demo: $(VENV)/.installed
 	$(BIN)/python examples/demo.py
@@ -21,6 +21,10 @@ test: $(VENV)/.installed-dev debs
 
 test-fast: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check mmgr_qdrant tests benchmarks integrations scripts examples
+	$(BIN)/mypy mmgr_qdrant
 
 # Every benchmark prints a table and, with --json, one JSON line last.
 bench: $(VENV)/.installed-dev debs
