@@ -113,7 +113,7 @@ class GenerativeIndex:
 
         key = str(self.generation)
         rows = []
-        for page in store.scroll(batch_size=4096):
+        for page in store.scroll(batch_size=4096, fields=[f"{RESERVED_KEY}.docids.{key}"]):  # this generation's docids only
             for rec in page:
                 codes = (rec.payload.get(RESERVED_KEY) or {}).get("docids", {}).get(key)
                 if codes is not None:

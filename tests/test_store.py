@@ -80,6 +80,16 @@ def test_scroll_retrieve_delete_count(store: Store) -> None:
     assert store.retrieve([3]) == []
 
 
+def test_scroll_returns_only_the_fields_asked_for(store: Store) -> None:
+    _fill(store, 6)
+    store.set_payload([1, 2], "_mmgr", [{"docids": {"3": [1, 5], "2": [0, 0]}}, {"docids": {"2": [0, 2]}}])
+    rows = {r.id: r.payload for page in store.scroll(fields=["_mmgr.docids.3"]) for r in page}
+    assert len(rows) == 6  # every point, with only the nested key that exists
+    assert rows[1] == {"_mmgr": {"docids": {"3": [1, 5]}}}
+    assert all(not rows[i].get("_mmgr", {}).get("docids") for i in (0, 2, 3, 4, 5))
+    assert all("tag" not in p for p in rows.values())
+
+
 def test_query_batch_matches_single_queries(store: Store) -> None:
     vecs = _fill(store)
     f = Filter(must=(Match("tag", ("b",)),))

@@ -133,14 +133,17 @@ class ClientStore:
         rows = self._call(lambda: self.client.retrieve(self.collection, ids=list(ids), with_payload=True, with_vectors=with_vectors))
         return [to_record(r, with_vectors) for r in rows]
 
-    def scroll(self, filter: Filter | None = None, batch_size: int = 1024, with_vectors: bool = False) -> Iterator[list[Record]]:
+    def scroll(
+        self, filter: Filter | None = None, batch_size: int = 1024, with_vectors: bool = False, fields: Sequence[str] | None = None
+    ) -> Iterator[list[Record]]:
         offset: Any = None
         flt = to_client_filter(filter)
+        payload: bool | list[str] = list(fields) if fields is not None else True
         while True:
             rows, offset = self._call(
                 functools.partial(
                     self.client.scroll,
-                    self.collection, scroll_filter=flt, limit=batch_size, offset=offset, with_payload=True, with_vectors=with_vectors,
+                    self.collection, scroll_filter=flt, limit=batch_size, offset=offset, with_payload=payload, with_vectors=with_vectors,
                 )
             )
             if rows:

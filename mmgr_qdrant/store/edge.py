@@ -196,12 +196,15 @@ class EdgeStore:
         rows = self._run(lambda: self.shard.retrieve(list(ids), with_payload=True, with_vector=with_vectors))
         return [to_record(r, with_vectors) for r in rows]
 
-    def scroll(self, filter: Filter | None = None, batch_size: int = 1024, with_vectors: bool = False) -> Iterator[list[Record]]:
+    def scroll(
+        self, filter: Filter | None = None, batch_size: int = 1024, with_vectors: bool = False, fields: Sequence[str] | None = None
+    ) -> Iterator[list[Record]]:
         qe = _edge()
         offset: Any = None
         flt = to_edge_filter(filter)
+        payload: bool | list[str] = list(fields) if fields is not None else True
         while True:
-            req = qe.ScrollRequest(offset=offset, limit=batch_size, filter=flt, with_payload=True, with_vector=with_vectors)
+            req = qe.ScrollRequest(offset=offset, limit=batch_size, filter=flt, with_payload=payload, with_vector=with_vectors)
             rows, offset = self._run(lambda req=req: self.shard.scroll(req))
             if rows:
                 yield [to_record(r, with_vectors) for r in rows]
