@@ -207,7 +207,7 @@ def _explain_line(h: Any) -> str:
     if "vector_score" in e:
         parts.append(f"cos {e['vector_score']:.3f}")
     if e.get("linked_id") is not None:
-        parts.append(f"+ linked {e['linked_id']} cos {e.get('linked_score', 0):.3f}")
+        parts.append(f"+ linked doc cos {e.get('linked_score', 0):.3f}")  # its id is in --json output
     if "prefix" in e:
         parts.append(f"prefix {'.'.join(str(x) for x in e['prefix'])} p={e.get('prefix_prob', 0):.2f}")
     if "beam_logprob" in e:
