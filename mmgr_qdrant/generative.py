@@ -128,11 +128,10 @@ class GenerativeIndex:
     # one decodes against a consistent trie while a writer adds or deletes.
     def assign(self, vectors: np.ndarray, modalities: np.ndarray) -> np.ndarray:
         """Docids for new vectors with the frozen scheme (nearest code per level, a free tie-break)."""
-        from .decoder import DocidTrie
         from .docids import add_tiebreak
 
         docids = add_tiebreak(self.scheme.assign(vectors, modalities), self.used)
-        trie = DocidTrie(self.trie.codes, n_levels=self.n_levels)
+        trie = self.trie.copy()
         trie.add(docids)
         self.trie, self._decodable = trie, None
         return docids
@@ -141,9 +140,7 @@ class GenerativeIndex:
         """Remove deleted documents' docids from the trie and free their tie-break codes."""
         if len(docids) == 0:
             return
-        from .decoder import DocidTrie
-
-        trie = DocidTrie(self.trie.codes, n_levels=self.n_levels)
+        trie = self.trie.copy()
         trie.remove(docids)
         self.trie, self._decodable = trie, None
         for row in np.asarray(docids):

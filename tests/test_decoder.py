@@ -300,3 +300,33 @@ def test_early_stopping_and_time_budget() -> None:
     assert rep.train_contrastive_loss == 0.0
     _, rep = train_decoder(x, y, config=config, epochs=80, batch_size=64, time_budget_s=0.0)
     assert rep.stop_reason == "time_budget" and rep.steps == 1 and rep.epochs_run == 1
+
+
+def test_trie_updates_match_a_set_and_copies_are_independent() -> None:
+    """add/remove merge into the sorted codes; the result equals a trie built from scratch."""
+    rng = np.random.default_rng(5)
+    model: set[tuple[int, ...]] = set()
+    trie = DocidTrie(n_levels=3)
+    for step in range(60):
+        rows = rng.integers(0, [2, 300, 1000], size=(int(rng.integers(0, 40)), 3))
+        before = trie.copy()
+        if step % 3 == 2 and model:  # remove some present and some absent rows
+            present = np.asarray(sorted(model))[rng.integers(0, len(model), 10)]
+            rows = np.concatenate([rows, present])
+            gone = {tuple(map(int, r)) for r in rows} & model
+            assert trie.remove(rows) == len(gone)
+            model -= gone
+        else:
+            rows = np.concatenate([rows, rows[:3]])  # duplicates inside the batch
+            new = {tuple(map(int, r)) for r in rows} - model
+            assert trie.add(rows) == len(new)
+            model |= new
+        expected = np.asarray(sorted(model), dtype=np.int64).reshape(-1, 3)
+        np.testing.assert_array_equal(trie.codes, expected)
+        np.testing.assert_array_equal(trie.codes, DocidTrie(expected, n_levels=3).codes)
+        assert len(before) <= len(model) + 50 and not before.codes.flags.writeable  # the copy kept its own codes
+    assert [trie.num_nodes(d) for d in range(4)] == [DocidTrie(trie.codes).num_nodes(d) for d in range(4)]
+    big = rng.integers(0, 2**40, size=(50, 3))  # codes past 32 bits still order correctly
+    t = DocidTrie(big[:25])
+    t.add(big[25:])
+    np.testing.assert_array_equal(t.codes, DocidTrie(big).codes)

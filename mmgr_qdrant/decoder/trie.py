@@ -74,6 +74,13 @@ def _sort_unique(codes: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(codes[keep])
 
 
+def _order_keys(codes: np.ndarray) -> np.ndarray:
+    """One scalar per row that sorts like the rows (lexicographically): big-endian bytes compare
+    like the non-negative codes they encode, and numpy orders void scalars by their bytes."""
+    codes = np.ascontiguousarray(codes, dtype=">i8")
+    return codes.view(np.dtype((np.void, 8 * codes.shape[1]))).ravel()
+
+
 def _row_keys(codes: np.ndarray) -> np.ndarray:
     """One opaque, comparable scalar per row (for set membership; not numeric order)."""
     codes = np.ascontiguousarray(codes, dtype=np.int64)
@@ -157,23 +164,43 @@ class DocidTrie:
 
     # ------------------------------------------------------------------ updates
 
+    def copy(self) -> DocidTrie:
+        """A trie with the same docids, sharing the read-only codes (no re-sort); writers copy,
+        then add or remove, so readers of the original see no change."""
+        other = object.__new__(DocidTrie)
+        other._codes = self._codes
+        other._levels, other._fanout, other._max_codes = self._levels, self._fanout, self._max_codes
+        other._tensors = dict(self._tensors)
+        return other
+
+    def _find(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For sorted unique ``rows``: their insertion positions in the codes, and which exist."""
+        pos = np.searchsorted(_order_keys(self._codes), _order_keys(rows))
+        inside = pos < len(self._codes)
+        found = np.zeros(len(rows), dtype=bool)
+        found[inside] = (self._codes[pos[inside]] == rows[inside]).all(1)
+        return pos, found
+
     def add(self, codes: np.ndarray | Iterable[Iterable[int]]) -> int:
-        """Insert docids; returns how many were new."""
-        arr = _as_codes(codes, self.n_levels)
-        before = len(self)
-        if len(arr):
-            self._set_codes(_sort_unique(np.concatenate([self._codes, arr])))
-        return len(self) - before
+        """Insert docids; returns how many were new (a merge into the sorted codes, not a re-sort)."""
+        arr = _sort_unique(_as_codes(codes, self.n_levels))
+        if not len(arr):
+            return 0
+        pos, found = self._find(arr)
+        new = arr[~found]
+        if len(new):
+            self._set_codes(np.ascontiguousarray(np.insert(self._codes, pos[~found], new, axis=0)))
+        return len(new)
 
     def remove(self, codes: np.ndarray | Iterable[Iterable[int]]) -> int:
         """Delete docids (absent ones are ignored); returns how many were removed."""
-        arr = _as_codes(codes, self.n_levels)
-        before = len(self)
-        if len(arr) and before:
-            drop = np.isin(_row_keys(self._codes), _row_keys(arr))
-            if drop.any():
-                self._set_codes(np.ascontiguousarray(self._codes[~drop]))
-        return before - len(self)
+        arr = _sort_unique(_as_codes(codes, self.n_levels))
+        if not len(arr) or not len(self):
+            return 0
+        pos, found = self._find(arr)
+        if found.any():
+            self._set_codes(np.ascontiguousarray(np.delete(self._codes, pos[found], axis=0)))
+        return int(found.sum())
 
     def _set_codes(self, codes: np.ndarray) -> None:
         codes.setflags(write=False)

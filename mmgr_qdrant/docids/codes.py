@@ -77,14 +77,8 @@ def add_tiebreak(semantic: np.ndarray, used: TieBreakState | None = None) -> np.
         for g, key in enumerate(keys):
             rows = order[bounds[g] : bounds[g + 1]]  # input order inside the group
             taken = used.setdefault(key, set())
-            if taken:
-                free: list[int] = []
-                code = 0
-                while len(free) < len(rows):
-                    if code not in taken:
-                        free.append(code)
-                    code += 1
-                tie[rows] = free
+            if taken:  # the smallest free codes: among 0 .. |taken| + |rows| - 1 there are enough
+                tie[rows] = sorted(set(range(len(taken) + len(rows))) - taken)[: len(rows)]
             taken.update(int(t) for t in tie[rows])
     out[:, -1] = tie
     return out
