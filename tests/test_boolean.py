@@ -191,7 +191,9 @@ def test_linked_documents_add_to_the_score(retriever: MultimodalRetriever) -> No
     ta, _ = _ranking_index(r)
     rng = np.random.default_rng(1)
     noise = _unit(rng.normal(size=len(ta)))
-    close, far = r.add_embeddings(np.stack([_unit(ta + 0.3 * noise), _unit(ta + 0.5 * noise)]), modality="image")
+    close, far = r.add_embeddings(
+        np.stack([_unit(ta + 0.3 * noise), _unit(ta + 0.5 * noise)]), modality="image", payloads=[{"tag": "a"}, {"tag": "b"}]
+    )
     (caption,) = r.add_embeddings(ta[None, :], modality="text")
     r.build()
     r.cutoff = ConceptCutoff(beam_size=256, mass=None)
@@ -204,6 +206,9 @@ def test_linked_documents_add_to_the_score(retriever: MultimodalRetriever) -> No
     assert top["linked_id"] == caption and top["linked_score"] == pytest.approx(1.0, abs=1e-4)
     assert hits[0].score == pytest.approx(top["vector_score"] + top["linked_score"], abs=1e-5)
     assert all(h.modality == "image" for h in hits)  # the caption itself is not admitted
+    # a document reached through its link must still pass the query's filter
+    assert r.search(query, k=2, where={"tag": "a"})[0].id == close
+    assert far not in {h.id for h in r.search(query & ~Q.where({"tag": "b"}), k=5)}
 
 
 def test_a_negated_concept_uses_the_narrower_cutoff(index: Any) -> None:

@@ -221,6 +221,15 @@ class SearchMixin:
                 found[r.id] = r
         if not found:
             return []
+        if not via and not any(_links(r.payload) for r in found.values()):
+            # no link evidence among the candidates: each document's best direct score is exact for the top k
+            best: dict[PointId, tuple[float, int, Any]] = {}
+            for v, scored in enumerate(direct):
+                for r in scored:
+                    if r.id not in best or r.score > best[r.id][0]:
+                        best[r.id] = (r.score, v, r)
+            ranked = sorted(best.values(), key=lambda t: -t[0])[:k]
+            return [(r, s, {"vector_score": s, "linked_score": 0.0, "linked_id": None, "ranking_term": v}) for s, v, r in ranked]
         cands = self.store.retrieve(list(found), with_vectors=True)
         linked_ids = list(dict.fromkeys(normalize_id(x) for c in cands for x in _links(c.payload)))
         linked = {r.id: r for r in self.store.retrieve(linked_ids, with_vectors=True)} if linked_ids else {}
