@@ -175,7 +175,8 @@ class SearchMixin:
         """Compile a Q expression (or a query string) against this index, without searching.
 
         Concept atoms (text, image) resolve to the docid prefixes the decoder assigns them, cut off
-        by ``self.cutoff`` (a :class:`~mmgr_qdrant.setops.ConceptCutoff`). ``compiled.explain()``
+        by ``self.cutoff``, or by the narrower ``self.negative_cutoff`` for a concept that appears
+        only under NOT (both :class:`~mmgr_qdrant.setops.ConceptCutoff`). ``compiled.explain()``
         shows the sets and the filter.
 
         Raises:

@@ -33,7 +33,10 @@ class ConceptCutoff:
     beaches, dogs on sofas, drawings of dogs), so ``NOT dog`` that excludes only the top beam
     prefix lets most dogs through. Keeping more prefixes makes NOT exclude what the concept
     really matches, but makes a positive atom (and an AND) admit more unrelated documents.
-    The defaults keep the smallest set of prefixes that covers 90% of the beam's probability.
+    This class's defaults keep the smallest set of prefixes that covers 90% of the beam's
+    probability; the retriever starts from :data:`DEFAULT_CUTOFF` for concepts that rank and
+    :data:`DEFAULT_NEGATIVE_CUTOFF` for concepts only under NOT (``retriever.cutoff`` and
+    ``retriever.negative_cutoff``).
 
     Attributes:
         beam_size: beams the decoder searches, and the most prefixes kept (1 = top cluster only).
