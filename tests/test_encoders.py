@@ -77,3 +77,19 @@ def test_sentence_transformers_from_local_path() -> None:
 def test_sentence_transformers_missing_model_is_clear() -> None:
     with pytest.raises(EncoderError, match="local folder"):
         get_encoder("sentence-transformers:/nonexistent/model-dir")
+
+
+def test_random_init_leaves_the_process_logging_alone(caplog: pytest.LogCaptureFixture) -> None:
+    """open_clip logs through the root logger; loading a /none model neither configures logging nor
+    reports the random weights the user asked for."""
+    import logging
+
+    from mmgr_qdrant.encoders.open_clip import OpenClipEncoder
+
+    root = logging.getLogger()
+    handlers, filters = list(root.handlers), list(root.filters)
+    with caplog.at_level(logging.DEBUG):
+        enc = OpenClipEncoder("mmgr-tiny/none")
+    assert enc.dim > 0
+    assert not [r for r in caplog.records if "No pretrained weights" in r.getMessage()]
+    assert root.handlers == handlers and root.filters == filters

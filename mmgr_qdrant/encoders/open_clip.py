@@ -5,11 +5,12 @@ benchmarks of the real compute cost). ``open_clip:mmgr-tiny/none`` is a tiny con
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,13 +80,14 @@ class OpenClipEncoder:
             )
         if pretrained is None and not model_name.startswith(("hf-hub:", "local-dir:")):
             torch.manual_seed(_RANDOM_SEED)
-        try:
-            model, _, preprocess = oc.create_model_and_transforms(model_name, pretrained=pretrained, device=self.device)
-        except Exception as exc:
-            raise EncoderError(_load_failure(spec, model_name, pretrained, exc)) from exc
+        with _root_logging_untouched(drop_random_init_notice=pretrained is None):
+            try:
+                model, _, preprocess = oc.create_model_and_transforms(model_name, pretrained=pretrained, device=self.device)
+            except Exception as exc:
+                raise EncoderError(_load_failure(spec, model_name, pretrained, exc)) from exc
+            self.tokenizer = oc.get_tokenizer(model_name)
         self.model = model.eval()
         self.preprocess = preprocess
-        self.tokenizer = oc.get_tokenizer(model_name)
         with torch.inference_mode():
             probe = self.model.encode_text(self.tokenizer(["probe"]).to(self.device))
         self.dim = int(probe.shape[-1])
@@ -115,6 +117,32 @@ class OpenClipEncoder:
 
     def __repr__(self) -> str:
         return f"OpenClipEncoder({self.name!r}, dim={self.dim}, device={self.device!r})"
+
+
+class _DropRandomInitNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _root_logging_untouched(drop_random_init_notice: bool) -> Iterator[None]:
+    """Keep open_clip from configuring the process's logging while it loads a model.
+
+    open_clip logs through the module-level ``logging.warning``/``logging.info``, which install a
+    stderr handler on a root logger that has none; a NullHandler for the duration prevents that.
+    When random weights were asked for (``/none``), its "No pretrained weights loaded" notice is
+    dropped too: it tells the user what they asked for.
+    """
+    root = logging.getLogger()
+    null, notice = logging.NullHandler(), _DropRandomInitNotice()
+    root.addHandler(null)
+    if drop_random_init_notice:
+        root.addFilter(notice)
+    try:
+        yield
+    finally:
+        root.removeFilter(notice)
+        root.removeHandler(null)
 
 
 def _load_failure(spec: str, model_name: str, pretrained: str | None, exc: Exception) -> str:
