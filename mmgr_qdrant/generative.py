@@ -76,7 +76,7 @@ class GenerativeIndex:
     used: TieBreakState
     info: dict[str, Any] = field(default_factory=dict)
     _decodable: DocidTrie | None = field(default=None, repr=False)
-    _counts: tuple[Any, ...] | None = field(default=None, repr=False)  # (trie, depth, radix, keys, counts)
+    _counts: tuple[Any, ...] | None = field(default=None, repr=False)  # (trie, {depth: (radix, keys, counts)})
 
     @property
     def n_levels(self) -> int:
@@ -248,12 +248,13 @@ class GenerativeIndex:
             return np.zeros(len(pre), dtype=np.int64)
         depth = pre.shape[1]
         cached = self._counts
-        if cached is None or cached[0] is not trie or cached[1] != depth:
+        by_depth = cached[1] if cached is not None and cached[0] is trie else {}
+        if depth not in by_depth:  # one table per depth: hybrid, positive and negative concepts use different depths
             radix = trie.max_codes()[:depth].astype(np.int64) + 1
             keys, counts = np.unique(_prefix_keys(trie.codes[:, :depth], radix), return_counts=True)
-            cached = (trie, depth, radix, keys, counts)
-            self._counts = cached  # one tuple, swapped whole: safe for concurrent readers
-        _, _, radix, keys, counts = cached
+            by_depth = {**by_depth, depth: (radix, keys, counts)}
+            self._counts = (trie, by_depth)  # one tuple, swapped whole: safe for concurrent readers
+        radix, keys, counts = by_depth[depth]
         inside = (pre < radix).all(1)
         k = _prefix_keys(np.where(inside[:, None], pre, 0), radix)
         pos = np.minimum(np.searchsorted(keys, k), len(keys) - 1)

@@ -67,8 +67,11 @@ def _sort_unique(codes: np.ndarray) -> np.ndarray:
     """Rows sorted lexicographically, duplicates dropped."""
     if len(codes) == 0:
         return codes.copy()
-    order = np.lexsort(codes.T[::-1])
-    codes = codes[order]
+    return _dedupe_sorted(codes[np.lexsort(codes.T[::-1])])
+
+
+def _dedupe_sorted(codes: np.ndarray) -> np.ndarray:
+    """Already sorted rows with adjacent duplicates dropped."""
     keep = np.ones(len(codes), dtype=bool)
     keep[1:] = np.any(codes[1:] != codes[:-1], axis=1)
     return np.ascontiguousarray(codes[keep])
@@ -140,7 +143,7 @@ class DocidTrie:
     def prefixes(self, depth: int) -> np.ndarray:
         """(n_nodes, depth) the distinct prefixes of length ``depth``, sorted."""
         self._check_depth(depth)
-        return _sort_unique(self._codes[:, :depth]) if depth else np.zeros((1, 0), np.int64)
+        return _dedupe_sorted(self._codes[:, :depth]) if depth else np.zeros((1, 0), np.int64)  # sorted codes: sorted prefixes
 
     def max_children(self, level: int) -> int:
         """The largest fan-out from depth ``level`` to depth ``level + 1``."""

@@ -276,13 +276,8 @@ class SearchMixin:
         cut = self.negative_cutoff if negated else self.cutoff
         depth = min(cut.depth or 1 + self.config.hybrid.depth, gen.n_levels)
 
-        def count(prefixes: Sequence[tuple[int, ...]]) -> Sequence[int]:
-            out = [0] * len(prefixes)
-            for width in {len(p) for p in prefixes}:
-                at = [i for i, p in enumerate(prefixes) if len(p) == width]
-                for i, c in zip(at, gen.prefix_counts(np.asarray([prefixes[i] for i in at], dtype=np.int64).reshape(len(at), width))):
-                    out[i] = int(c)
-            return out
+        def count(prefixes: Sequence[tuple[int, ...]]) -> Sequence[int]:  # the cut-off's prefixes share one depth
+            return gen.prefix_counts(np.asarray(prefixes, dtype=np.int64).reshape(len(prefixes), -1)).tolist()
 
         modalities = sorted({int(c) for c in gen.trie.prefixes(1)[:, 0]}) if len(gen.trie) else []
         prefixes: list[tuple[int, ...]] = []
