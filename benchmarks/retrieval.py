@@ -118,7 +118,7 @@ class Router:
 
 def level1_codes(r: Any, n: int) -> np.ndarray:
     """Each document's level-1 code (ids are 0..n-1), read from the stored docids."""
-    gen = r._gen
+    gen = r.index.generative
     out = np.full(n, -1, np.int64)
     for page in r.store.scroll(batch_size=4096):
         for rec in page:
@@ -248,7 +248,7 @@ def run_synthetic(n: int, n_queries: int, args: Any, root: Path, time_budget_s: 
     out.update(build_s=rep.total_s, fit_s=rep.fit_s, train_s=rep.train_s, fit_train_s=rep.fit_s + rep.train_s,
                build_peak_mb=peak_mb(), train_stop=rep.train["stop_reason"], train_epochs=rep.train["epochs_run"],
                val_level_accuracy=[round(a, 3) for a in rep.train["val_level_accuracy"]])
-    gen, hc = r._gen, r.config.hybrid
+    gen, hc = r.index.generative, r.config.hybrid
     depth = min(1 + hc.depth, gen.n_levels)
     single = [q for q in qs]
     # quality: hybrid top-10 against the exact top-10 (dense search is exact on Edge without HNSW)

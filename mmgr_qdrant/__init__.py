@@ -23,6 +23,7 @@ from .errors import (
     StoreUnavailableError,
 )
 from .retriever import MultimodalRetriever
+from .setops import Q
 from .types import AddResult, Hit, Skipped
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "MultimodalRetriever",
     "NotBuiltError",
     "NotFoundError",
+    "Q",
     "QuerySyntaxError",
     "Skipped",
     "StoreError",

@@ -1,7 +1,7 @@
 """Index administration behind the retriever's methods: statistics, staleness, export and import.
 
-Part of the retriever layer: :class:`~mmgr_qdrant.retriever.MultimodalRetriever` delegates
-``stats()``, ``export()`` and ``import_file()`` here.
+Part of the retriever layer, below ``retriever``: the retriever's admin part calls these functions
+with the store, config and loaded build they need; nothing here imports the retriever.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import logging
 import os
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +27,12 @@ from .progress import ProgressCallback, null_progress
 from .types import F_MODALITY, RESERVED_KEY
 
 if TYPE_CHECKING:
-    from .retriever import MultimodalRetriever
+    from .generative import GenerativeIndex
+    from .store.base import Store
+    from .types import Hit
+
+# Hybrid search of a batch of query vectors (k=10), for the recall probe.
+ProbeSearch = Callable[[np.ndarray], list[list["Hit"]]]
 
 logger = logging.getLogger(__name__)
 EXPORT_FORMAT = "mmgr-export"
@@ -67,19 +73,18 @@ class IndexStats:
         return asdict(self)
 
 
-def index_stats(r: MultimodalRetriever, *, probe: bool = True) -> IndexStats:
-    """Compute :class:`IndexStats` for an open retriever."""
+def index_stats(store: Store, config: IndexConfig, gen: GenerativeIndex | None, probe: ProbeSearch | None = None) -> IndexStats:
+    """Compute :class:`IndexStats`; ``probe`` (hybrid search of query vectors) runs the recall probe."""
     from .docids import docid_stats
+    from .types import MODALITY_CODES
 
-    store = r.store
-    counts = {m: store.count(Filter(must=(Match(F_MODALITY, (m,)),))) for m in ("image", "text")}
+    counts = {m: store.count(Filter(must=(Match(F_MODALITY, (m,)),))) for m in MODALITY_CODES}
     counts["total"] = store.count()
     backend = type(store).__name__.replace("Store", "").lower()
     sizes = {name: len(store.get_blob(name) or b"") for name in store.list_blobs()}
-    gen = r._gen
     if gen is None:
-        return IndexStats(r.config.collection, r.config.encoder, r.config.dim, backend, counts, False, None,
-                          r.config.docid_scheme, sizes={"artifact_bytes": sum(sizes.values())})
+        return IndexStats(config.collection, config.encoder, config.dim, backend, counts, False, None,
+                          config.docid_scheme, sizes={"artifact_bytes": sum(sizes.values())})
     codes = gen.trie.codes
     stats = docid_stats(codes, list(gen.scheme.codebook_sizes())).as_dict() if len(codes) else {}
     trained_at = float(gen.info.get("trained_at", gen.info.get("built_at", 0.0)))
@@ -91,11 +96,11 @@ def index_stats(r: MultimodalRetriever, *, probe: bool = True) -> IndexStats:
     if stats and before:
         leaf_now, leaf_then = _leaf_sizes(stats), _leaf_sizes(before)
         growth = {k: round(leaf_now[k] / leaf_then[k], 4) if leaf_then[k] else None for k in leaf_now}
-    recall = _recall_probe(r, recent) if probe and added else None
+    recall = _recall_probe(store, recent, probe) if probe is not None and added else None
     staleness = {"added_since_build": added, "deleted_since_build": deleted, "bucket_growth": growth, "recall_probe": recall,
                  "trained_at": trained_at}
-    return IndexStats(r.config.collection, r.config.encoder, r.config.dim, backend, counts, True, gen.generation,
-                      r.config.docid_scheme, stats, staleness, {"artifact_bytes": sum(sizes.values())})
+    return IndexStats(config.collection, config.encoder, config.dim, backend, counts, True, gen.generation,
+                      config.docid_scheme, stats, staleness, {"artifact_bytes": sum(sizes.values())})
 
 
 def _leaf_sizes(stats: dict[str, Any]) -> dict[str, float]:
@@ -103,39 +108,39 @@ def _leaf_sizes(stats: dict[str, Any]) -> dict[str, float]:
     return {"largest_bucket": float(last["largest_bucket"]), "mean_bucket": float(last["mean_bucket"])}
 
 
-def _recall_probe(r: MultimodalRetriever, recent: Filter) -> float | None:
-    rows = next(iter(r.store.scroll(recent, batch_size=_PROBE, with_vectors=True)), [])
+def _recall_probe(store: Store, recent: Filter, probe: ProbeSearch) -> float | None:
+    rows = next(iter(store.scroll(recent, batch_size=_PROBE, with_vectors=True)), [])
     if not rows:
         return None
-    vecs = np.stack([row.vector for row in rows])  # type: ignore[misc]
-    results = r.search_batch(vectors=vecs, k=10, mode="hybrid")
+    vecs = np.stack([np.asarray(row.vector, dtype=np.float32) for row in rows])
+    results = probe(vecs)
     return round(sum(row.id in {h.id for h in hits} for row, hits in zip(rows, results)) / len(rows), 4)
 
 
 # -- export / import ------------------------------------------------------------------------------
-def export_index(r: MultimodalRetriever, file: str | Path, progress: ProgressCallback | None = None) -> Path:
+def export_index(store: Store, config: IndexConfig, file: str | Path, progress: ProgressCallback | None = None) -> Path:
     """Write the whole index (config, points with vectors and payloads, build artifacts) to one zip file."""
     report = progress or null_progress
     path = Path(file).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
-    total = r.store.count()
+    total = store.count()
     done = 0
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
         z.writestr("manifest.json", json.dumps({"format": EXPORT_FORMAT, "format_version": FORMAT_VERSION,
-                                                "library_version": __version__, "collection": r.config.collection,
+                                                "library_version": __version__, "collection": config.collection,
                                                 "points": total, "exported_at": time.time()}))
-        z.writestr("config.json", r.config.to_json())
-        for i, page in enumerate(r.store.scroll(batch_size=4096, with_vectors=True)):
+        z.writestr("config.json", config.to_json())
+        for i, page in enumerate(store.scroll(batch_size=4096, with_vectors=True)):
             buf = io.BytesIO()
             np.save(buf, np.stack([p.vector for p in page]).astype(np.float32))  # type: ignore[misc]
             z.writestr(f"points/{i:06d}.npy", buf.getvalue())
             z.writestr(f"points/{i:06d}.jsonl", "\n".join(json.dumps({"id": p.id, "payload": p.payload}) for p in page))
             done += len(page)
             report("export", done, total, {})
-        for name in r.store.list_blobs():
+        for name in store.list_blobs():
             if name != "config.json":
-                z.writestr(f"blobs/{name}", r.store.get_blob(name) or b"")
+                z.writestr(f"blobs/{name}", store.get_blob(name) or b"")
     tmp.replace(path)
     return path
 
@@ -157,7 +162,7 @@ def read_export(file: str | os.PathLike[str]) -> tuple[dict[str, Any], IndexConf
     return manifest, config, z
 
 
-def import_points(r: MultimodalRetriever, z: zipfile.ZipFile, total: int, progress: ProgressCallback | None = None) -> None:
+def import_points(store: Store, z: zipfile.ZipFile, total: int, progress: ProgressCallback | None = None) -> None:
     """Copy the points and blobs of an export into an empty, freshly created index."""
     report = progress or null_progress
     pages = sorted(n for n in z.namelist() if n.startswith("points/") and n.endswith(".npy"))
@@ -165,10 +170,10 @@ def import_points(r: MultimodalRetriever, z: zipfile.ZipFile, total: int, progre
     for name in pages:
         vecs = np.load(io.BytesIO(z.read(name)), allow_pickle=False)
         rows = [json.loads(line) for line in z.read(name[:-4] + ".jsonl").decode().splitlines() if line]
-        r.store.upsert([row["id"] for row in rows], vecs, [row["payload"] for row in rows])
+        store.upsert([row["id"] for row in rows], vecs, [row["payload"] for row in rows])
         done += len(rows)
         report("import", done, total, {})
     for name in z.namelist():
         if name.startswith("blobs/") and name != "blobs/":
-            r.store.put_blob(name[len("blobs/"):], z.read(name))
-    r.store.flush()
+            store.put_blob(name[len("blobs/"):], z.read(name))
+    store.flush()

@@ -126,7 +126,7 @@ def save_build(store: Store, art: BuildArtifacts) -> None:
     store.put_blob(blob, data)
     manifest = {
         "generation": generation, "revision": revision, "blob": blob, "sha256": hashlib.sha256(data).hexdigest(),
-        "size": len(data), "format_version": FORMAT_VERSION,
+        "size": len(data), "format_version": FORMAT_VERSION, "index_id": art.info.get("index_id"),
     }
     store.put_blob(MANIFEST, json.dumps(manifest).encode())  # the switch
     for name in store.list_blobs():
@@ -142,16 +142,27 @@ def read_manifest_quiet(store: Store) -> dict[str, Any] | None:
         return None
 
 
-def load_build(store: Store) -> BuildArtifacts | None:
+def load_build(store: Store, index_id: str | None = None) -> BuildArtifacts | None:
     """The current build, or ``None`` when the index was never built.
 
+    Args:
+        store: the collection's store.
+        index_id: the index's id (``IndexConfig.index_id``); a build saved for another index with
+            the same name (one whose collection was deleted outside mmgr) is refused.
+
     Raises:
-        ArtifactError: the manifest points to a missing or corrupt bundle.
+        ArtifactError: the manifest points to a missing or corrupt bundle, or to another index's build.
     """
     manifest = read_manifest(store)
     if manifest is None:
         return None
     where = f"of collection {store.collection!r} ({manifest['blob']})"
+    saved_id = manifest.get("index_id")
+    if index_id is not None and saved_id is not None and saved_id != index_id:
+        raise ArtifactError(
+            f"The build artifacts {where} belong to another index ({saved_id}, this one is {index_id}); "
+            "run build() again to replace them."
+        )
     data = store.get_blob(manifest["blob"])
     if data is None:
         raise ArtifactError(f"The build artifacts {where} are missing; run build() again.")

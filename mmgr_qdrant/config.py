@@ -60,6 +60,8 @@ class IndexConfig:
         library_version: the mmgr-qdrant version that created the index.
         encoder_fingerprint: a digest of the encoder's weights when the name alone does not pin
             them (a ``lit:`` head file), checked when the encoder is loaded.
+        index_id: a random id given at ``create()``, saved in every build bundle and checked on
+            load, so a build left behind by a deleted collection of the same name is never used.
     """
 
     collection: str
@@ -72,6 +74,7 @@ class IndexConfig:
     format_version: int = FORMAT_VERSION
     library_version: str = __version__
     encoder_fingerprint: str | None = None
+    index_id: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

@@ -306,10 +306,8 @@ def evaluate(
 
 def _is_built(r: Any) -> bool | None:
     """Whether the index has a build (``None`` when the object cannot tell: a stand-in for tests)."""
-    stats = getattr(r, "stats", None)
-    if stats is None:
-        return None
-    return bool(stats(probe=False).built)
+    index = getattr(r, "index", None)
+    return None if index is None else bool(index.is_built)
 
 
 def _run(r: MultimodalRetriever, q: EvalQuery, k: int, mode: str, modality: str | None) -> list[Any]:

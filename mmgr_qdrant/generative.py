@@ -23,31 +23,15 @@ import numpy as np
 
 from .artifacts import BuildArtifacts, load_build
 from .filters import Condition, Filter, Match
+from .payload import LibraryFields, tag
 from .store.base import Store
-from .types import F_PREFIXES, RESERVED_KEY, PointId, prefix_key
+from .types import F_PREFIXES, RESERVED_KEY, PointId
 
 if TYPE_CHECKING:  # torch loads only once a build is used, so `import mmgr_qdrant` stays light
     from .decoder import BeamResult, DocidDecoder, DocidTrie
     from .docids import DocidScheme, TieBreakState
 
 logger = logging.getLogger(__name__)
-
-
-def tag(generation: int, prefix: Sequence[int]) -> str:
-    """The payload keyword of one prefix in one generation: ``3/1.12``."""
-    return f"{generation}/{prefix_key(prefix)}"
-
-
-def docid_fields(generation: int, docid: Sequence[int], previous: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The ``_mmgr`` fields of a docid, keeping the previous generation's (if any) beside it."""
-    docids: dict[str, Any] = {str(generation): [int(c) for c in docid]}
-    prefixes = [tag(generation, docid[:i]) for i in range(1, len(docid) + 1)]
-    if previous:
-        for gen, codes in previous.get("docids", {}).items():
-            if gen != str(generation) and int(gen) == generation - 1:
-                docids[gen] = codes
-                prefixes = [p for p in previous.get("prefixes", []) if p.startswith(gen + "/")] + prefixes
-    return {"docids": docids, "prefixes": prefixes}
 
 
 def retag(cond: Condition | None, generation: int) -> Any:
@@ -97,9 +81,9 @@ class GenerativeIndex:
         return cls(scheme, decoder, trie, art.generation, used_from_docids(trie.codes) if len(trie) else {}, dict(art.info))
 
     @classmethod
-    def load(cls, store: Store, device: str | None = None) -> GenerativeIndex | None:
+    def load(cls, store: Store, device: str | None = None, index_id: str | None = None) -> GenerativeIndex | None:
         """The current build of a collection, brought up to date with documents added since."""
-        art = load_build(store)
+        art = load_build(store, index_id)
         if art is None:
             return None
         index = cls.from_artifacts(art, device)
@@ -112,12 +96,12 @@ class GenerativeIndex:
         from .docids import used_from_docids
 
         key = str(self.generation)
-        rows = []
+        rows: list[tuple[int, ...]] = []
         for page in store.scroll(batch_size=4096, fields=[f"{RESERVED_KEY}.docids.{key}"]):  # this generation's docids only
             for rec in page:
-                codes = (rec.payload.get(RESERVED_KEY) or {}).get("docids", {}).get(key)
-                if codes is not None:
-                    rows.append(codes)
+                docid = LibraryFields.of(rec.payload).docid(self.generation)
+                if docid:
+                    rows.append(docid)
         codes = np.asarray(rows, dtype=np.int64).reshape(-1, self.n_levels)
         self.trie = DocidTrie(codes, n_levels=self.n_levels)
         self.used = used_from_docids(codes) if len(codes) else {}
@@ -127,14 +111,30 @@ class GenerativeIndex:
     # Writers replace the trie with a new object (copy on write), so a search that holds the old
     # one decodes against a consistent trie while a writer adds or deletes.
     def assign(self, vectors: np.ndarray, modalities: np.ndarray) -> np.ndarray:
-        """Docids for new vectors with the frozen scheme (nearest code per level, a free tie-break)."""
+        """Docids for new vectors with the frozen scheme (nearest code per level, a free tie-break).
+
+        The tie-break codes are reserved at once; the trie learns the docids only from
+        :meth:`add`, which the caller runs once the points are stored (a failed write leaves the
+        trie as it was). A failed write should :meth:`release` the reservations.
+        """
         from .docids import add_tiebreak
 
-        docids = add_tiebreak(self.scheme.assign(vectors, modalities), self.used)
+        return add_tiebreak(self.scheme.assign(vectors, modalities), self.used)
+
+    def add(self, docids: np.ndarray) -> None:
+        """Make stored documents' docids searchable (copy on write)."""
+        if len(docids) == 0:
+            return
         trie = self.trie.copy()
-        trie.add(docids)
+        trie.add(np.asarray(docids, dtype=np.int64))
         self.trie, self._decodable = trie, None
-        return docids
+
+    def release(self, docids: np.ndarray) -> None:
+        """Free the tie-break codes of docids that were assigned but never stored."""
+        for row in np.asarray(docids):
+            codes = self.used.get(tuple(int(c) for c in row[:-1]))
+            if codes is not None:
+                codes.discard(int(row[-1]))
 
     def forget(self, docids: np.ndarray) -> None:
         """Remove deleted documents' docids from the trie and free their tie-break codes."""
@@ -143,10 +143,7 @@ class GenerativeIndex:
         trie = self.trie.copy()
         trie.remove(docids)
         self.trie, self._decodable = trie, None
-        for row in np.asarray(docids):
-            codes = self.used.get(tuple(int(c) for c in row[:-1]))
-            if codes is not None:
-                codes.discard(int(row[-1]))
+        self.release(docids)
 
     def decodable(self) -> DocidTrie:
         """The trie restricted to codes inside the decoder's vocabularies.
@@ -208,7 +205,7 @@ class GenerativeIndex:
         prior = np.zeros(res.scores.shape, dtype=np.float32)
         c1 = np.minimum(res.prefixes[:, :, 1], len(cents) - 1)
         for m in np.unique(res.prefixes[:, :, 0][res.valid]):
-            x = self.scheme.preprocess(q, np.full(len(q), int(m), dtype=np.int32))  # type: ignore[attr-defined]
+            x = self.scheme.preprocess(q, np.full(len(q), int(m), dtype=np.int32))
             ip = x @ cents.T  # (b, K1)
             sq = (cents * cents).sum(1)  # (K1,)
             # The nearest-centroid rule x.c - a |c|^2/2 with a = how document-like the query is: a
@@ -229,16 +226,7 @@ class GenerativeIndex:
 
     def _level1_centroids(self) -> np.ndarray | None:
         """The scheme's level-1 centroids ``(K1, d)`` in its preprocessed space, when it has plain ones."""
-        scheme: Any = self.scheme
-        if getattr(scheme, "refined", False) or not hasattr(scheme, "preprocess"):
-            return None
-        books = getattr(scheme, "codebooks", None)  # rq
-        if books:
-            return np.asarray(books[0].centroids, dtype=np.float32)
-        cents = getattr(scheme, "centroids", None)  # hkmeans: level 0 holds the first code's centroids
-        if isinstance(cents, list) and cents:
-            return np.asarray(cents[0], dtype=np.float32)
-        return None
+        return self.scheme.level1_centroids()
 
     def prefix_counts(self, prefixes: np.ndarray) -> np.ndarray:
         """How many documents sit under each row of ``prefixes`` ``(m, depth)`` (0 for absent ones)."""
@@ -302,10 +290,7 @@ def _prefix_keys(codes: np.ndarray, radix: np.ndarray) -> np.ndarray:
 
 def docid_of(payload: dict[str, Any], generation: int | None) -> tuple[int, ...]:
     """The docid of a stored point in a generation, or ``()``."""
-    if generation is None:
-        return ()
-    codes = (payload.get(RESERVED_KEY) or {}).get("docids", {}).get(str(generation))
-    return tuple(int(c) for c in codes) if codes else ()
+    return LibraryFields.of(payload).docid(generation)
 
 
-__all__ = ["GenerativeIndex", "PointId", "docid_fields", "docid_of", "retag", "tag"]
+__all__ = ["GenerativeIndex", "PointId", "docid_of", "retag", "tag"]

@@ -72,6 +72,9 @@ class Hit:
         uri: the image file the document came from, when it came from a file.
         text: the text of a text document, or an image's caption.
         explain: per-stage figures when ``explain=True`` was asked (beam and vector scores).
+        links: ids of the documents linked to this one (an image's caption document, say).
+        collapsed: with ``collapse_links=True``, the ids of linked documents that also matched and
+            were folded into this hit (it is the better-scoring one of them).
     """
 
     id: PointId
@@ -82,6 +85,8 @@ class Hit:
     uri: str | None = None
     text: str | None = None
     explain: dict[str, Any] | None = None
+    links: tuple[PointId, ...] = ()
+    collapsed: tuple[PointId, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -42,13 +42,13 @@ def stored(r: MultimodalRetriever) -> dict[Any, dict[str, Any]]:
 
 def qdrant_set(r: MultimodalRetriever, expr: Any) -> set[Any]:
     compiled = r.compile(expr, allow_negative_only=True)
-    flt = retag(compiled.filter, r._gen.generation)  # type: ignore[union-attr]
+    flt = retag(compiled.filter, r.index.generative.generation)  # type: ignore[union-attr]
     return {rec.id for page in r.store.scroll(flt) for rec in page}
 
 
 def python_set(r: MultimodalRetriever, expr: Any) -> set[Any]:
     compiled = r.compile(expr, allow_negative_only=True)
-    return evaluate(retag(compiled.filter, r._gen.generation), stored(r))  # type: ignore[union-attr]
+    return evaluate(retag(compiled.filter, r.index.generative.generation), stored(r))  # type: ignore[union-attr]
 
 
 ATOMS = {
@@ -215,7 +215,7 @@ def test_a_negated_concept_uses_the_narrower_cutoff(index: Any) -> None:
     from mmgr_qdrant.setops import ConceptCutoff
 
     r, *_ = index
-    gen = r._gen
+    gen = r.index.generative
     assert gen is not None
     r.negative_cutoff = ConceptCutoff(beam_size=64, mass=None, depth=3, max_fraction=0.02)
     try:

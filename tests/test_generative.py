@@ -208,6 +208,6 @@ def test_interrupted_build_keeps_previous_generation(built: Any, monkeypatch: py
     with pytest.raises(KeyboardInterrupt):
         r.build(epochs=1)
     monkeypatch.undo()
-    reopened = MultimodalRetriever(r.store, r.config, r._encoder)  # a fresh load of what is stored
-    assert reopened._gen is not None and reopened._gen.generation == 1
+    reopened = MultimodalRetriever(r.store, r.config, r.encoder)  # a fresh load of what is stored
+    assert reopened.index.generative is not None and reopened.index.generative.generation == 1
     assert [h.id for h in reopened.search(vector=x[2], k=5)] == before

@@ -27,7 +27,7 @@ def test_budget_prior_and_counts(tmp_path: Path, tiny_encoder: Any) -> None:
     x = clustered(r.config.dim)
     ids = list(r.add_embeddings(x, modality="image"))
     r.build()
-    gen, hc = r._gen, r.config.hybrid
+    gen, hc = r.index.generative, r.config.hybrid
     n = len(ids)
 
     # prefix_counts agrees with counting the stored docids

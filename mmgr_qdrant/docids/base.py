@@ -74,6 +74,18 @@ class DocidScheme(Protocol):
         """Rebuild a fitted scheme from :meth:`state`."""
         ...
 
+    def preprocess(self, v: np.ndarray, m: np.ndarray) -> np.ndarray:
+        """Rows as the scheme sees them before quantizing (centred per modality, renormalized)."""
+        ...
+
+    def level1_centroids(self) -> np.ndarray | None:
+        """The first semantic level's centroids ``(K1, d)`` in the :meth:`preprocess` space, or ``None``.
+
+        A scheme returns them only when the first code is the plain nearest-centroid rule over
+        them; the router then adds a geometric prior over level-1 codes (``GenerativeIndex.route``).
+        """
+        ...
+
 
 S = TypeVar("S", bound=type)
 _REGISTRY: dict[str, type] = {}
@@ -349,6 +361,10 @@ class SchemeBase:
             return self.preprocess(v, m)
         idx = np.sort(rng.choice(n, size=self.sample_size, replace=False))
         return self.preprocess(v[idx], m[idx])
+
+    def level1_centroids(self) -> np.ndarray | None:
+        """``None``: the first code is not a plain nearest-centroid rule (schemes that have one override this)."""
+        return None
 
     # -- subclass hooks ------------------------------------------------------------------
 

@@ -146,6 +146,10 @@ class HierarchicalKMeans(SchemeBase):
         _, node = self._walk(x, self.levels)
         return self.centroids[-1][node]
 
+    def level1_centroids(self) -> np.ndarray | None:
+        """Level 0 holds the first code's centroids."""
+        return np.asarray(self.centroids[0], dtype=np.float32) if self.centroids else None
+
     def _sizes(self) -> list[int]:
         return [int(self.centroids[0].shape[0])] + [int(c.max()) for c in self.child_count[1:]]
 

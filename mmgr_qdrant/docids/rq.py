@@ -210,6 +210,12 @@ class ResidualQuantizer(SchemeBase):
             return (q @ self.dec_w + self.dec_b).astype(np.float32)
         return np.asarray(q, dtype=np.float32)
 
+    def level1_centroids(self) -> np.ndarray | None:
+        """The first codebook, unless refinement moved it away from the nearest-centroid rule."""
+        if self.refined or not self.codebooks:
+            return None
+        return np.asarray(self.codebooks[0].centroids, dtype=np.float32)
+
     def _sizes(self) -> list[int]:
         return [cb.k for cb in self.codebooks]
 

@@ -8,11 +8,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, InputError, MMGRError
 from ..filters import Filter, HasId, Match
-from ..generative import docid_of
+from ..payload import split as payload_split
 from ..store import ClientStore, EdgeStore, Store
-from ..store.base import Record, ScoredRecord
+from ..store.base import Record, ScoredRecord, check_vectors
 from ..types import F_MODALITY, MODALITY_CODES, RESERVED_KEY, Hit
 
 # The package's name ("mmgr_qdrant.retriever"), the logger name the single module had.
@@ -43,17 +43,45 @@ def _make_store(name: str, *, path: Any, client: Any, url: str | None, api_key: 
 
 
 def _validate_scheme_name(name: str) -> None:
-    try:
-        from ..docids import available_schemes
-    except ImportError:  # pragma: no cover - docids always ship
-        return
+    from ..docids import available_schemes
+
     if name not in available_schemes():
         raise ConfigError(f"Docid scheme {name!r} is not known; use one of {available_schemes()}.")
+
+
+MAX_K = 100_000
+"""The most hits one search returns: enough for any reranking stage, small enough to allocate."""
 
 
 def _check_k(k: Any) -> None:
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
         raise InputError(f"k={k!r} is not a positive integer; ask for at least one hit.")
+    if k > MAX_K:
+        raise InputError(f"k={k} is more than {MAX_K} hits; ask for fewer, or filter with where= to narrow the search.")
+
+
+def unit_rows(vectors: Any, dim: int, what: str) -> np.ndarray:
+    """Validated ``(n, dim)`` float32 rows scaled to unit length (in float64: rows of 1e20 keep their direction).
+
+    Raises:
+        InputError: not a numeric array, a row of zeros, or NaN or infinite entries.
+        DimensionMismatchError: the rows are not ``dim``-d.
+    """
+    try:
+        with np.errstate(over="ignore"):
+            arr = check_vectors(vectors, dim, what).astype(np.float64)
+    except MMGRError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"The {what} are not a numeric array ({exc}); pass a float array of shape (n, {dim}).") from None
+    if len(arr) == 0:
+        return arr.astype(np.float32)
+    scale = np.abs(arr).max(axis=1, keepdims=True)
+    zero = scale[:, 0] == 0
+    if zero.any():
+        raise InputError(f"The {what} row #{int(np.argmax(zero))} is all zeros; it has no direction to search by.")
+    arr = arr / scale
+    return (arr / np.linalg.norm(arr, axis=1, keepdims=True)).astype(np.float32)
 
 
 def _modality_code(modality: str | None) -> int | None:
@@ -68,16 +96,6 @@ def _as_list(items: Any, what: str) -> list[Any]:
     if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
         raise InputError(f"{what} must be a list; wrap a single item in a list.")
     return list(items)
-
-
-def _check_payload(payload: Any, i: int) -> dict[str, Any]:
-    if payload is None:
-        return {}
-    if not isinstance(payload, dict):
-        raise InputError(f"Payload #{i} is a {type(payload).__name__}, not a dict; pass a dict or None.")
-    if RESERVED_KEY in payload:
-        raise InputError(f"Payload #{i} uses the reserved key {RESERVED_KEY!r}; rename that field.")
-    return payload
 
 
 def _modality_filter(modality: str | None) -> Filter | None:
@@ -95,6 +113,8 @@ def _where_filter(where: dict[str, Any] | None) -> Filter | None:
         raise InputError(f"where= must be a dict of payload conditions, got {type(where).__name__}.")
     conds = []
     for key, value in where.items():
+        if not isinstance(key, str) or not key:
+            raise InputError(f"where= key {key!r} is not a field name; use the names of your payload fields as strings.")
         if key.startswith(RESERVED_KEY):
             raise InputError(f"where= key {key!r} is reserved; filter on your own payload fields.")
         values = tuple(value) if isinstance(value, (list, tuple, set)) else (value,)
@@ -106,15 +126,15 @@ def _where_filter(where: dict[str, Any] | None) -> Filter | None:
 
 
 def _hit(record: Record | ScoredRecord, score: float, explain: dict[str, Any] | None = None, generation: int | None = None) -> Hit:
-    payload = dict(record.payload)
-    meta = payload.pop(RESERVED_KEY, {}) or {}
+    user, meta = payload_split(record.payload)
     return Hit(
         id=record.id,
         score=float(score),
-        docid=docid_of({RESERVED_KEY: meta}, generation),
-        modality=str(meta.get("modality", "")),
-        payload=payload,
-        uri=meta.get("uri"),
-        text=meta.get("text", meta.get("caption")),
+        docid=meta.docid(generation),
+        modality=meta.modality,
+        payload=user,
+        uri=meta.uri,
+        text=meta.display_text,
         explain=explain,
+        links=meta.links,
     )

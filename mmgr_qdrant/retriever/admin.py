@@ -1,206 +1,110 @@
-"""Links and administration for :class:`~mmgr_qdrant.retriever.MultimodalRetriever`: stats, export/import, collections."""
+"""The admin part of a retriever: statistics, export and import, and collection management."""
 
 from __future__ import annotations
 
 import os
-import threading
-from collections.abc import Sequence
+import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ..admin import IndexStats, export_index, import_points, index_stats, read_export
 from ..config import IndexConfig
-from ..encoders.base import Encoder
-from ..errors import CollectionNotFoundError, ConfigError, InputError, NotFoundError
-from ..generative import GenerativeIndex
+from ..errors import CollectionNotFoundError, ConfigError
 from ..progress import ProgressCallback
 from ..store import Store
-from ..store.base import Record, normalize_id
-from ..types import RESERVED_KEY, Hit, PointId
-from ._common import CONFIG_BLOB, DEFAULT_PATH, _check_k, _hit, _make_store, _modality_filter
-
-if TYPE_CHECKING:
-    from typing_extensions import Self
-
-    from ..admin import IndexStats
+from ._common import CONFIG_BLOB, DEFAULT_PATH, _make_store, logger
+from .search import Search
+from .state import Index
 
 
-class AdminMixin:
-    """Cross-modal links and administration (part of ``MultimodalRetriever``)."""
+class Admin:
+    """What an operator asks of one open index."""
 
-    store: Store
-    config: IndexConfig
-    _gen: GenerativeIndex | None
-    _lock: threading.RLock
+    def __init__(self, index: Index, search: Search) -> None:
+        self.index = index
+        self.search = search
 
-    if TYPE_CHECKING:  # provided by MultimodalRetriever, which this mixin does not import
-
-        def __init__(self, store: Store, config: IndexConfig, encoder: Encoder | None = None) -> None: ...
-
-        def close(self) -> None: ...
-
-    # -- cross-modal links ------------------------------------------------------------------------
-    def link(self, a: PointId, b: PointId) -> None:
-        """Link two documents (an image and its caption, say), stored both ways in their payloads.
-
-        Links feed :meth:`related` and the decoder's cross-modal training pairs.
-
-        Raises:
-            NotFoundError: either id is not in the collection.
-        """
-        self.link_many([(a, b)])
-
-    def link_many(self, pairs: Sequence[tuple[PointId, PointId]]) -> None:
-        """Link many pairs at once; see :meth:`link`."""
-        with self._lock:
-            norm = [(normalize_id(a), normalize_id(b)) for a, b in pairs]
-            wanted = sorted({x for p in norm for x in p}, key=str)
-            records = {r.id: r for r in self.store.retrieve(wanted)}
-            missing = [i for i in wanted if i not in records]
-            if missing:
-                raise NotFoundError(f"Ids {missing[:5]} are not in collection {self.config.collection!r}; nothing was linked.")
-            links = {i: list((records[i].payload.get(RESERVED_KEY) or {}).get("links", [])) for i in wanted}
-            for a, b in norm:
-                if a == b:
-                    raise InputError(f"Cannot link document {a!r} to itself; give two different ids.")
-                for x, y in ((a, b), (b, a)):
-                    if str(y) not in links[x]:
-                        links[x].append(str(y))
-            self.store.set_payload(wanted, RESERVED_KEY, [{"links": links[i]} for i in wanted])
-
-    def related(self, id: PointId, *, modality: str | None = None, k: int = 10) -> list[Hit]:
-        """Documents related to ``id``: its linked documents first, then its nearest neighbours.
-
-        Args:
-            id: the document.
-            modality: only documents of this modality (``"image"`` or ``"text"``).
-            k: hits to return.
-
-        Raises:
-            NotFoundError: ``id`` is not in the collection.
-        """
-        _check_k(k)
-        pid = normalize_id(id)
-        found = self.store.retrieve([pid], with_vectors=True)
-        if not found:
-            raise NotFoundError(f"Id {pid!r} is not in collection {self.config.collection!r}; check it with get().")
-        rec = found[0]
-        g = self._gen.generation if self._gen is not None else None
-        linked_ids = [normalize_id(x) for x in (rec.payload.get(RESERVED_KEY) or {}).get("links", [])]
-        hits = []
-        for r in self.store.retrieve(linked_ids):
-            if modality is None or (r.payload.get(RESERVED_KEY) or {}).get("modality") == modality:
-                hits.append(_hit(r, 1.0, {"relation": "linked"}, g))
-        seen = {pid, *(h.id for h in hits)}
-        if len(hits) < k:
-            for s in self.store.query(rec.vector, k + len(seen), _modality_filter(modality)):  # type: ignore[arg-type]
-                if s.id not in seen and len(hits) < k:
-                    seen.add(s.id)
-                    hits.append(_hit(s, s.score, {"relation": "nearest"}, g))
-        return hits[:k]
-
-    def _unlink_deleted(self, records: dict[PointId, Record]) -> None:
-        """Remove links that point to deleted documents from the documents that remain."""
-        gone = {str(i) for i in records}
-        others = {normalize_id(x) for r in records.values() for x in (r.payload.get(RESERVED_KEY) or {}).get("links", [])}
-        others -= set(records)
-        if not others:
-            return
-        remaining = self.store.retrieve(sorted(others, key=str))
-        values = [{"links": [x for x in (r.payload.get(RESERVED_KEY) or {}).get("links", []) if x not in gone]} for r in remaining]
-        self.store.set_payload([r.id for r in remaining], RESERVED_KEY, values)
-
-    # -- administration ----------------------------------------------------------------------------
     def stats(self, *, probe: bool = True) -> IndexStats:
-        """Counts, docid balance, staleness of the build and artifact sizes.
+        index = self.index
 
-        Args:
-            probe: run the recall probe (hybrid search of up to 50 documents added since the
-                decoder was trained, by their own embeddings).
-        """
-        from ..admin import index_stats
+        def run_probe(vecs: Any) -> Any:
+            return self.search.search_batch(vectors=vecs, k=10, mode="hybrid")
 
-        return index_stats(self, probe=probe)  # type: ignore[arg-type]  # self is a MultimodalRetriever
+        return index_stats(index.store, index.config, index.generative, run_probe if probe else None)
 
     def export(self, file: str | os.PathLike[str], *, progress: ProgressCallback | None = None) -> Path:
-        """Write the index (config, points with vectors and payloads, build artifacts) to one file.
+        return export_index(self.index.store, self.index.config, Path(file), progress)
 
-        :meth:`import_file` reads it into any backend, so an index moves between an embedded
-        store and a server without rebuilding.
-        """
-        from ..admin import export_index
 
-        return export_index(self, file, progress)  # type: ignore[arg-type]
-
-    @classmethod
-    def import_file(
-        cls,
-        file: str | os.PathLike[str],
-        name: str | None = None,
-        *,
-        path: str | os.PathLike[str] | None = None,
-        client: Any = None,
-        url: str | None = None,
-        api_key: str | None = None,
-        progress: ProgressCallback | None = None,
-    ) -> Self:
-        """Create a collection from an :meth:`export` file, with its build; returns it open.
-
-        Raises:
-            ArtifactError: the file is not an mmgr export or of another format.
-            ConfigError: the target collection already exists.
-        """
-        from ..admin import import_points, read_export
-
-        manifest, config, z = read_export(file)
-        with z:
-            target = name or config.collection
-            store = _make_store(target, path=path, client=client, url=url, api_key=api_key)
+# -- collections (no open index needed) --------------------------------------------------------------
+def import_collection(
+    file: str | os.PathLike[str], name: str | None, *, path: Any, client: Any, url: str | None, api_key: str | None,
+    progress: ProgressCallback | None,
+) -> tuple[Store, IndexConfig]:
+    """Create a collection from an export file; a failed import drops what it made. Returns the open store and config."""
+    manifest, config, z = read_export(file)
+    with z:
+        target = name or config.collection
+        store = _make_store(target, path=path, client=client, url=url, api_key=api_key)
+        try:
             if store.exists():
-                store.close()
                 raise ConfigError(f"Collection {target!r} already exists; import under another name or drop it first.")
-            config = config.with_(collection=target)
+            clear_orphan(store)
+            # A new index id unless the export had one: the imported builds carry the exported index's id.
+            config = config.with_(collection=target, index_id=config.index_id or str(uuid.uuid4()))
+        except BaseException:
+            store.close()
+            raise
+        try:
             store.create(config.dim)
             store.put_blob(CONFIG_BLOB, config.to_json().encode())
-            r = cls(store, config)
+            import_points(store, z, int(manifest.get("points", 0)), progress)
+        except BaseException:
+            logger.warning("import of %s into %r failed; dropping the half-made collection", file, target)
             try:
-                import_points(r, z, int(manifest.get("points", 0)), progress)  # type: ignore[arg-type]
-            except BaseException:
-                r.close()
-                raise
-        r._gen = GenerativeIndex.load(r.store)
-        return r
+                store.drop()
+            finally:
+                store.close()
+            raise
+    return store, config
 
-    @classmethod
-    def list_collections(
-        cls, *, path: str | os.PathLike[str] | None = None, client: Any = None, url: str | None = None, api_key: str | None = None
-    ) -> list[str]:
-        """The collections at a location that hold an mmgr index."""
-        if client is None and url is None:
-            from ..store import list_edge_collections
 
-            root = Path(path if path is not None else DEFAULT_PATH)
-            return [c for c in list_edge_collections(root) if (root / c / "blobs" / CONFIG_BLOB).is_file()]
-        store = _make_store("list", path=None, client=client, url=url, api_key=api_key)
-        try:
-            from ..store import list_client_collections
+def clear_orphan(store: Store) -> None:
+    """Delete what a collection deleted outside mmgr left behind (its saved config and builds).
 
-            return list_client_collections(store.client)  # type: ignore[attr-defined]
-        finally:
-            store.close()
+    Called only when the collection itself does not exist, so nothing live is touched; without
+    this, a new index of the same name would load the old index's build.
+    """
+    left = store.list_blobs()
+    if left:
+        logger.warning(
+            "collection %r was deleted outside mmgr but its saved index data remained (%d blobs); clearing it for the new index",
+            store.collection, len(left),
+        )
+        for name in left:
+            store.delete_blob(name)
 
-    @classmethod
-    def drop(
-        cls, name: str, *, path: str | os.PathLike[str] | None = None, client: Any = None, url: str | None = None, api_key: str | None = None
-    ) -> None:
-        """Delete a collection and everything saved with it.
 
-        Raises:
-            CollectionNotFoundError: no such collection.
-        """
-        store = _make_store(name, path=path, client=client, url=url, api_key=api_key)
-        try:
-            if not store.exists():
-                raise CollectionNotFoundError(f"Collection {name!r} does not exist; see `mmgr list` for the collections there.")
-            store.drop()
-        finally:
-            store.close()
+def list_collections(*, path: Any, client: Any, url: str | None, api_key: str | None) -> list[str]:
+    if client is None and url is None:
+        from ..store import list_edge_collections
+
+        root = Path(path if path is not None else DEFAULT_PATH)
+        return [c for c in list_edge_collections(root) if (root / c / "blobs" / CONFIG_BLOB).is_file()]
+    store = _make_store("list", path=None, client=client, url=url, api_key=api_key)
+    try:
+        from ..store import list_client_collections
+
+        return list_client_collections(store.client)  # type: ignore[attr-defined]
+    finally:
+        store.close()
+
+
+def drop_collection(name: str, *, path: Any, client: Any, url: str | None, api_key: str | None) -> None:
+    store = _make_store(name, path=path, client=client, url=url, api_key=api_key)
+    try:
+        if not store.exists():
+            raise CollectionNotFoundError(f"Collection {name!r} does not exist; see `mmgr list` for the collections there.")
+        store.drop()
+    finally:
+        store.close()

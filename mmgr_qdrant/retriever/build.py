@@ -1,115 +1,63 @@
-"""Build, rebuild and retrain for :class:`~mmgr_qdrant.retriever.MultimodalRetriever`."""
+"""The build part of a retriever: fit docids, train the decoder, save the artifacts, switch."""
 
 from __future__ import annotations
 
-import threading
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
 
 import numpy as np
 
 from ..artifacts import BuildArtifacts, next_generation, save_build
-from ..config import IndexConfig
 from ..errors import NotBuiltError
-from ..generative import GenerativeIndex, docid_fields, docid_of
+from ..generative import GenerativeIndex
+from ..payload import LibraryFields
 from ..progress import ProgressCallback, null_progress
-from ..store import Store
 from ..types import MODALITY_CODES, RESERVED_KEY, BuildReport, PointId
 from ._common import logger
+from .state import Index
 
 
-class BuildMixin:
-    """Fitting docids and training the decoder (part of ``MultimodalRetriever``)."""
+class Builder:
+    """Building, rebuilding and retraining an index's generative side."""
 
-    store: Store
-    config: IndexConfig
-    _gen: GenerativeIndex | None
-    _lock: threading.RLock
+    def __init__(self, index: Index) -> None:
+        self.index = index
 
-    if TYPE_CHECKING:  # provided by SearchMixin
-
-        def _require_built(self, mode: str) -> GenerativeIndex: ...
-
-    # -- build -----------------------------------------------------------------------------------
     def build(
-        self,
-        *,
-        seed: int = 0,
-        epochs: int | None = None,
-        time_budget_s: float | None = None,
+        self, *, refit: bool, seed: int = 0, epochs: int | None = None, time_budget_s: float | None = None,
         progress: ProgressCallback | None = None,
     ) -> BuildReport:
-        """Fit the docid scheme, give every document its docid, train the decoder, save the artifacts.
-
-        The new docids are written beside the previous build's and the switch happens last, so an
-        interrupted build leaves the previous one in use, and searches are served throughout.
-
-        Args:
-            seed: seeds the scheme's fit and the decoder's training.
-            epochs: most decoder training epochs (default from the index's decoder settings, else 30).
-            time_budget_s: stop decoder training after this many seconds, keeping the best weights.
-            progress: called for each stage ("scan", "fit", "train", "write").
-
-        Returns:
-            A :class:`BuildReport` with docid statistics and training figures.
-
-        Raises:
-            NotBuiltError: the collection is empty.
-            ConfigError: the docid scheme or decoder settings are invalid.
-        """
-        return self._build(refit=True, seed=seed, epochs=epochs, time_budget_s=time_budget_s, progress=progress)
-
-    def rebuild(
-        self, *, seed: int = 0, epochs: int | None = None, time_budget_s: float | None = None, progress: ProgressCallback | None = None
-    ) -> BuildReport:
-        """Refit docids and retrain the decoder on the current corpus (same as :meth:`build`).
-
-        The new docids are written beside the old ones and switched to atomically, so searches
-        keep being served, from the old build, while it runs.
-        """
-        return self._build(refit=True, seed=seed, epochs=epochs, time_budget_s=time_budget_s, progress=progress)
-
-    def retrain(
-        self, *, seed: int = 0, epochs: int | None = None, time_budget_s: float | None = None, progress: ProgressCallback | None = None
-    ) -> BuildReport:
-        """Retrain the decoder on the current corpus, keeping every docid as it is.
-
-        Use it when documents added since the build are found by their prefixes but the decoder
-        has not learned them (see :meth:`stats`, ``staleness``).
-
-        Raises:
-            NotBuiltError: the index was never built.
-        """
-        self._require_built("retrain")
-        return self._build(refit=False, seed=seed, epochs=epochs, time_budget_s=time_budget_s, progress=progress)
-
-    def _build(self, *, refit: bool, seed: int, epochs: int | None, time_budget_s: float | None, progress: ProgressCallback | None) -> BuildReport:
+        """Fit (``refit``) or keep the docids, train the decoder, save the build and switch to it."""
         from ..decoder import DocidTrie, save_checkpoint, train_decoder
         from ..docids import add_tiebreak, docid_stats, get_scheme
 
+        index = self.index
+        config = index.config
         report = progress or null_progress
         t0 = time.perf_counter()
-        with self._lock:
+        with index.lock:
+            old = index.refresh()
+            if not refit and old is None:
+                raise NotBuiltError(f"Collection {config.collection!r} has no build yet, so retrain() has nothing to keep; run build() first.")
             ids, vecs, metas = self._scan(report)
             n = len(ids)
             if n == 0:
-                raise NotBuiltError(f"Collection {self.config.collection!r} is empty; add documents before build().")
-            mods = np.asarray([MODALITY_CODES[m.get("modality", "text")] for m in metas], dtype=np.int64)
+                raise NotBuiltError(f"Collection {config.collection!r} is empty; add documents before build().")
+            mods = np.asarray([MODALITY_CODES.get(m.modality, MODALITY_CODES["text"]) for m in metas], dtype=np.int64)
             t1 = time.perf_counter()
-            old = self._gen
             if refit or old is None:
-                scheme = get_scheme(self.config.docid_scheme, **self.config.docid_params)
+                scheme = get_scheme(config.docid_scheme, **config.docid_params)
                 scheme.fit(vecs, mods, seed=seed, progress=report)
                 docids = add_tiebreak(scheme.assign(vecs, mods))
-                generation = next_generation(self.store)
-            else:  # retrain: the docids stay; documents added since the build already have theirs
+                generation = next_generation(index.store)
+            else:  # retrain: the docids stay; documents without one in this generation get theirs now
                 scheme, generation = old.scheme, old.generation
-                docids = np.asarray([docid_of({RESERVED_KEY: m}, generation) for m in metas], dtype=np.int64)
+                docids = self._current_docids(old, ids, vecs, mods, metas, report)
             stats = docid_stats(docids, scheme.codebook_sizes())
             t2 = time.perf_counter()
             queries, targets, doc_index = _training_pairs(ids, vecs, docids, metas)
             vocab = list(scheme.codebook_sizes()) + [max(64, 2 * (int(docids[:, -1].max()) + 1))]  # room for later tie-breaks
-            params = dict(self.config.decoder_params)
+            params = dict(config.decoder_params)
             params.update({k: v for k, v in (("epochs", epochs), ("time_budget_s", time_budget_s)) if v is not None})
             # Without a budget from the call or decoder_params, training stops after 4 minutes (best
             # epoch kept), so a build of 100k vectors stays in minutes on a 2-core CPU.
@@ -122,58 +70,81 @@ class BuildMixin:
                 self._write_docids(ids, docids, metas, generation, report)
             trie = DocidTrie(docids)
             info = {"n_docs": n, "n_pairs": len(queries), "trained_at": time.time(), "docid_stats": stats.as_dict(),
-                    "train": train.to_dict(), "scheme": self.config.docid_scheme}
+                    "train": train.to_dict(), "scheme": config.docid_scheme, "index_id": config.index_id}
             scheme_params, scheme_arrays = scheme.state()
-            save_build(self.store, BuildArtifacts(scheme_params, scheme_arrays, trie.to_arrays(), save_checkpoint(decoder), info, generation))
-            self.store.flush()
+            save_build(index.store, BuildArtifacts(scheme_params, scheme_arrays, trie.to_arrays(), save_checkpoint(decoder), info, generation))
+            index.store.flush()
             gen = GenerativeIndex(scheme, decoder, trie, generation, {}, info)
-            gen.sync(self.store)
-            self._gen = gen  # the switch for this process's searches
+            gen.sync(index.store)
+            index.swap(gen)  # the switch for this process's searches
             t4 = time.perf_counter()
         result = BuildReport(
             n_docs=n, generation=generation, docid_stats=stats.as_dict(), train=train.to_dict(),
             fit_s=t2 - t1, train_s=t3 - t2, total_s=t4 - t0,
         )
-        logger.info("%s %s: %d docs, generation %d, %.1fs", "built" if refit else "retrained", self.config.collection, n, generation, result.total_s)
+        logger.info("%s %s: %d docs, generation %d, %.1fs", "built" if refit else "retrained", config.collection, n, generation, result.total_s)
         return result
 
-    def _scan(self, report: ProgressCallback) -> tuple[list[PointId], np.ndarray, list[dict[str, Any]]]:
+    def _current_docids(
+        self, gen: GenerativeIndex, ids: list[PointId], vecs: np.ndarray, mods: np.ndarray, metas: list[LibraryFields],
+        report: ProgressCallback,
+    ) -> np.ndarray:
+        """Every document's docid in ``gen``'s generation, assigning the frozen scheme's to those without one."""
+        rows = [m.docid(gen.generation) for m in metas]
+        missing = [i for i, d in enumerate(rows) if not d]
+        if missing:
+            sel = np.asarray(missing)
+            new = gen.assign(vecs[sel], mods[sel])
+            try:
+                self._write_docids([ids[i] for i in missing], new, [metas[i] for i in missing], gen.generation, report)
+            except BaseException:
+                gen.release(new)
+                raise
+            gen.add(new)
+            for i, d in zip(missing, new):
+                rows[i] = tuple(int(c) for c in d)
+            logger.info("gave %d documents without a generation-%d docid their docid", len(missing), gen.generation)
+        return np.asarray(rows, dtype=np.int64)
+
+    def _scan(self, report: ProgressCallback) -> tuple[list[PointId], np.ndarray, list[LibraryFields]]:
+        store = self.index.store
         ids: list[PointId] = []
         vecs: list[np.ndarray] = []
-        metas: list[dict[str, Any]] = []
-        total = self.store.count()
-        for page in self.store.scroll(batch_size=2048, with_vectors=True):
+        metas: list[LibraryFields] = []
+        total = store.count()
+        for page in store.scroll(batch_size=2048, with_vectors=True):
             for r in page:
                 ids.append(r.id)
-                vecs.append(r.vector)  # type: ignore[arg-type]
-                metas.append(dict(r.payload.get(RESERVED_KEY) or {}))
+                vecs.append(np.asarray(r.vector, dtype=np.float32))
+                metas.append(LibraryFields.of(r.payload))
             report("scan", len(ids), total, {})
-        arr = np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, self.config.dim), np.float32)
+        arr = np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, self.index.config.dim), np.float32)
         return ids, arr, metas
 
-    def _write_docids(self, ids: list[PointId], docids: np.ndarray, metas: list[dict[str, Any]], generation: int, report: ProgressCallback) -> None:
+    def _write_docids(
+        self, ids: Sequence[PointId], docids: np.ndarray, metas: Sequence[LibraryFields], generation: int, report: ProgressCallback
+    ) -> None:
         step = 2048
         for start in range(0, len(ids), step):
             end = min(len(ids), start + step)
-            values = [docid_fields(generation, docids[i], metas[i]) for i in range(start, end)]
-            self.store.set_payload(ids[start:end], RESERVED_KEY, values)
+            values = [metas[i].with_docid(generation, docids[i]).docid_dict() for i in range(start, end)]
+            self.index.store.set_payload(list(ids[start:end]), RESERVED_KEY, values)
             report("write", end, len(ids), {})
 
 
 def _training_pairs(
-    ids: list[PointId], vecs: np.ndarray, docids: np.ndarray, metas: list[dict[str, Any]]
+    ids: list[PointId], vecs: np.ndarray, docids: np.ndarray, metas: list[LibraryFields]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Decoder training pairs: each document to its own docid, and linked documents to each other's."""
-    row = {str(pid): i for i, pid in enumerate(ids)}
+    row = {pid: i for i, pid in enumerate(ids)}
     src = list(range(len(ids)))
     dst = list(range(len(ids)))
     for i, meta in enumerate(metas):
-        for other in meta.get("links", []) or []:
-            j = row.get(str(other))
+        for other in meta.links:
+            j = row.get(other)
             if j is not None:
                 src.append(i)
                 dst.append(j)
     s = np.asarray(src)
     d = np.asarray(dst)
     return vecs[s], docids[d], d
-

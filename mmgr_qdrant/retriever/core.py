@@ -1,46 +1,55 @@
-"""``MultimodalRetriever``: the one public entry class, and the only module that joins the parts."""
+"""``MultimodalRetriever``: the one public entry class, a facade over the parts that share one :class:`Index`."""
 
 from __future__ import annotations
 
 import os
-import threading
+import uuid
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from typing_extensions import Self
 
 from ..config import DEFAULT_ENCODER, HybridConfig, IndexConfig, check_encoder_matches, check_encoder_weights
 from ..encoders.base import Encoder, get_encoder
 from ..errors import ArtifactError, CollectionNotFoundError, ConfigError
-from ..generative import GenerativeIndex
+from ..progress import ProgressCallback
 from ..store import Store
-from ._common import CONFIG_BLOB, DEFAULT_PATH, _make_store, _validate_scheme_name, logger
-from .admin import AdminMixin
-from .build import BuildMixin
-from .ingest import IngestMixin
-from .search import SearchMixin
+from ..types import AddResult, BuildReport, Hit, PointId
+from ._common import CONFIG_BLOB, DEFAULT_PATH, OnError, SearchMode, _make_store, _validate_scheme_name, logger
+from .admin import Admin, clear_orphan, drop_collection, import_collection, list_collections
+from .build import Builder
+from .ingest import Ingest
+from .links import Links
+from .search import Search
+from .state import Index
+
+if TYPE_CHECKING:
+    from ..admin import IndexStats
+    from ..setops import Compiled, ConceptCutoff, Expr
 
 
-class MultimodalRetriever(IngestMixin, SearchMixin, BuildMixin, AdminMixin):
+class MultimodalRetriever:
     """Multimodal generative retrieval over one Qdrant collection.
 
     Build one with :meth:`create` or :meth:`open`; both take either ``path=`` (embedded Qdrant Edge,
     the default) or ``client=`` / ``url=`` (a Qdrant server, cloud, or ``QdrantClient`` local mode).
     Use it as a context manager, or call :meth:`close`.
+
+    The retriever is a facade: ingest, search, build, links and admin are separate parts that share
+    one :class:`~mmgr_qdrant.retriever.state.Index` (store, config, encoder, lock, loaded build),
+    available as :attr:`index`.
     """
 
     def __init__(self, store: Store, config: IndexConfig, encoder: Encoder | None = None) -> None:
         """Use :meth:`create` or :meth:`open`; this joins an opened store and its config."""
-        self.store = store
-        self.config = config
-        self._encoder = encoder
-        self._lock = threading.RLock()
-        self._closed = False
-        self._gen: GenerativeIndex | None = GenerativeIndex.load(store)
-        from ..setops import DEFAULT_CUTOFF, DEFAULT_NEGATIVE_CUTOFF, ConceptCutoff
-
-        self.cutoff: ConceptCutoff = DEFAULT_CUTOFF
-        """How many decoder prefixes stand for a concept in boolean queries (tunable)."""
-        self.negative_cutoff: ConceptCutoff = DEFAULT_NEGATIVE_CUTOFF
-        """The cut-off for a concept that appears only under NOT: narrower, the documents the decoder is surest of."""
+        self.index = Index.load(store, config, encoder)
+        self._links = Links(self.index)
+        self._ingest = Ingest(self.index, self._links)
+        self._search = Search(self.index)
+        self._builder = Builder(self.index)
+        self._admin = Admin(self.index, self._search)
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -81,6 +90,8 @@ class MultimodalRetriever(IngestMixin, SearchMixin, BuildMixin, AdminMixin):
             EncoderError: the encoder could not be loaded.
             StoreUnavailableError: the store cannot be reached or is locked.
         """
+        _validate_scheme_name(docids)
+        hybrid_config = _hybrid_config(hybrid)
         store = _make_store(name, path=path, client=client, url=url, api_key=api_key)
         try:
             if store.exists():
@@ -89,8 +100,7 @@ class MultimodalRetriever(IngestMixin, SearchMixin, BuildMixin, AdminMixin):
                         f"Collection {name!r} already exists; open it with MultimodalRetriever.open({name!r}, ...) or pass exist_ok=True."
                     )
                 store.close()
-                enc_name = encoder if isinstance(encoder, str) else getattr(encoder, "name", None)
-                return cls.open(name, path=path, client=client, url=url, api_key=api_key, encoder=enc_name)
+                return cls.open(name, path=path, client=client, url=url, api_key=api_key, encoder=encoder)
             enc = get_encoder(encoder)
             config = IndexConfig(
                 collection=name,
@@ -99,10 +109,11 @@ class MultimodalRetriever(IngestMixin, SearchMixin, BuildMixin, AdminMixin):
                 docid_scheme=docids,
                 docid_params=dict(docid_params or {}),
                 decoder_params=dict(decoder_params or {}),
-                hybrid=_hybrid_config(hybrid),
+                hybrid=hybrid_config,
                 encoder_fingerprint=getattr(enc, "fingerprint", None),
+                index_id=str(uuid.uuid4()),
             )
-            _validate_scheme_name(docids)
+            clear_orphan(store)
             store.create(config.dim)
             store.put_blob(CONFIG_BLOB, config.to_json().encode())
         except BaseException:
@@ -154,34 +165,394 @@ class MultimodalRetriever(IngestMixin, SearchMixin, BuildMixin, AdminMixin):
                 enc = encoder
             else:
                 check_encoder_matches(config, encoder)
+            return cls(store, config, enc)
         except BaseException:
             store.close()
             raise
-        return cls(store, config, enc)
 
-    # -- lifecycle -----------------------------------------------------------------------------
+    # -- state ---------------------------------------------------------------------------------
+    @property
+    def store(self) -> Store:
+        """The collection's store (the only way the library talks to Qdrant)."""
+        return self.index.store
+
+    @property
+    def config(self) -> IndexConfig:
+        """The frozen config saved with the index."""
+        return self.index.config
+
     @property
     def encoder(self) -> Encoder:
         """The index's encoder, loaded on first use (opening an index for dense vectors needs none)."""
-        if self._encoder is None:
-            with self._lock:
-                if self._encoder is None:
-                    enc = get_encoder(self.config.encoder)
-                    check_encoder_weights(self.config, getattr(enc, "fingerprint", None))
-                    if int(enc.dim) != self.config.dim:
-                        raise ConfigError(
-                            f"Encoder {self.config.encoder!r} now gives {enc.dim}-d vectors but the index stores {self.config.dim}-d; "
-                            "install the encoder version that built the index."
-                        )
-                    self._encoder = enc
-        return self._encoder
+        return self.index.encoder
 
+    @property
+    def cutoff(self) -> ConceptCutoff:
+        """How many decoder prefixes stand for a concept in boolean queries (tunable)."""
+        return self._search.cutoff
+
+    @cutoff.setter
+    def cutoff(self, value: ConceptCutoff) -> None:
+        self._search.cutoff = value
+
+    @property
+    def negative_cutoff(self) -> ConceptCutoff:
+        """The cut-off for a concept that appears only under NOT: narrower, the documents the decoder is surest of."""
+        return self._search.negative_cutoff
+
+    @negative_cutoff.setter
+    def negative_cutoff(self, value: ConceptCutoff) -> None:
+        self._search.negative_cutoff = value
+
+    # -- ingest ----------------------------------------------------------------------------------
+    def add_images(
+        self,
+        images: Sequence[Any],
+        *,
+        payloads: Sequence[dict[str, Any] | None] | None = None,
+        ids: Sequence[PointId] | None = None,
+        captions: Sequence[str | None] | None = None,
+        caption_docs: bool = False,
+        on_error: OnError = "raise",
+        batch_size: int = 64,
+        progress: ProgressCallback | None = None,
+    ) -> AddResult:
+        """Embed and store images.
+
+        Args:
+            images: file paths, ``pathlib.Path``, PIL images, raw bytes or numpy arrays.
+            payloads: one dict (or ``None``) per image, stored as given (JSON values: finite
+                numbers, strings, bools, lists, dicts with string keys).
+            ids: point ids (unsigned ints or UUID strings); derived from the content when left out,
+                so adding the same image twice stores it once.
+            captions: one caption (or ``None``) per image, returned as the hit's ``text``.
+            caption_docs: also store each caption as a text document linked to its image, so text
+                search finds captions and the decoder learns caption -> image pairs.
+            on_error: ``"raise"`` (nothing of the call is written when an item is bad) or
+                ``"skip"`` (good items are stored, bad ones listed in ``result.skipped``).
+            batch_size: images per encoder batch and per upsert.
+            progress: called as batches are stored.
+
+        Returns:
+            The ids stored, in input order (an :class:`AddResult`, a list with ``.skipped``).
+
+        Raises:
+            InputError: an image is missing or unreadable, or a payload, caption or id is invalid (``on_error="raise"``).
+        """
+        return self._ingest.add_images(images, payloads=payloads, ids=ids, captions=captions, caption_docs=caption_docs,
+                                       on_error=on_error, batch_size=batch_size, progress=progress)
+
+    def add_texts(
+        self,
+        texts: Sequence[str],
+        *,
+        payloads: Sequence[dict[str, Any] | None] | None = None,
+        ids: Sequence[PointId] | None = None,
+        on_error: OnError = "raise",
+        batch_size: int = 256,
+        progress: ProgressCallback | None = None,
+    ) -> AddResult:
+        """Embed and store texts; arguments and result as in :meth:`add_images`.
+
+        Raises:
+            InputError: a text is empty, not a string or not valid Unicode, or a payload or id is invalid (``on_error="raise"``).
+        """
+        return self._ingest.add_texts(texts, payloads=payloads, ids=ids, on_error=on_error, batch_size=batch_size, progress=progress)
+
+    def add_embeddings(
+        self,
+        vectors: np.ndarray,
+        *,
+        modality: str,
+        payloads: Sequence[dict[str, Any] | None] | None = None,
+        ids: Sequence[PointId] | None = None,
+        texts: Sequence[str | None] | None = None,
+        uris: Sequence[str | None] | None = None,
+        on_error: OnError = "raise",
+        batch_size: int = 1024,
+        progress: ProgressCallback | None = None,
+    ) -> AddResult:
+        """Store vectors you embedded yourself (with this index's encoder, or the same space).
+
+        Args:
+            vectors: an ``(n, dim)`` array; rows are scaled to unit length before storing.
+            modality: ``"image"`` or ``"text"`` for all rows.
+            texts / uris: optional text or source URI per row, returned in hits.
+            Other arguments as in :meth:`add_images`.
+
+        Raises:
+            DimensionMismatchError: the vectors' dimension is not the index's.
+            InputError: a row is all zeros or not finite (``on_error="raise"``).
+        """
+        return self._ingest.add_embeddings(vectors, modality=modality, payloads=payloads, ids=ids, texts=texts, uris=uris,
+                                           on_error=on_error, batch_size=batch_size, progress=progress)
+
+    def get(self, ids: Sequence[PointId]) -> list[Hit]:
+        """The stored documents with these ids, in the order asked (``score`` is 1.0).
+
+        Raises:
+            NotFoundError: an id is not in the collection.
+        """
+        return self._ingest.get(ids)
+
+    def count(self, modality: str | None = None) -> int:
+        """Documents stored, all or of one modality."""
+        return self._ingest.count(modality)
+
+    def delete(self, ids: Sequence[PointId]) -> None:
+        """Delete documents and the links other documents have to them.
+
+        Every id is checked first: with an unknown id nothing is deleted.
+
+        Raises:
+            NotFoundError: an id is not in the collection.
+        """
+        self._ingest.delete(ids)
+
+    def update(
+        self,
+        id: PointId,
+        *,
+        image: Any = None,
+        text: str | None = None,
+        vector: np.ndarray | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> None:
+        """Replace a document's content (re-embedded, docid re-assigned) and/or its payload.
+
+        Links to other documents are kept. Without a new payload the old one is kept.
+
+        Raises:
+            NotFoundError: ``id`` is not in the collection.
+            InputError: the new content is unusable or of the other modality.
+        """
+        self._ingest.update(id, image=image, text=text, vector=vector, payload=payload)
+
+    # -- links -----------------------------------------------------------------------------------
+    def link(self, a: PointId, b: PointId) -> None:
+        """Link two documents (an image and its caption, say), stored both ways in their payloads.
+
+        Links feed :meth:`related`, boolean-query ranking and the decoder's cross-modal training pairs.
+
+        Raises:
+            NotFoundError: either id is not in the collection.
+        """
+        self._links.link_many([(a, b)])
+
+    def link_many(self, pairs: Sequence[tuple[PointId, PointId]]) -> None:
+        """Link many pairs at once; see :meth:`link`."""
+        self._links.link_many(pairs)
+
+    def related(self, id: PointId, *, modality: str | None = None, k: int = 10) -> list[Hit]:
+        """Documents related to ``id``: its linked documents first, then its nearest neighbours.
+
+        Args:
+            id: the document.
+            modality: only documents of this modality (``"image"`` or ``"text"``).
+            k: hits to return.
+
+        Raises:
+            NotFoundError: ``id`` is not in the collection.
+        """
+        return self._links.related(id, modality=modality, k=k)
+
+    # -- search ----------------------------------------------------------------------------------
+    def search(
+        self,
+        query: str | Expr | None = None,
+        *,
+        image: Any = None,
+        vector: np.ndarray | None = None,
+        k: int = 10,
+        modality: str | None = None,
+        mode: SearchMode | None = None,
+        where: dict[str, Any] | None = None,
+        explain: bool = False,
+        collapse_links: bool = False,
+    ) -> list[Hit]:
+        """Search by text, image or vector.
+
+        Args:
+            query: a text query, or a boolean :class:`~mmgr_qdrant.setops.Q` expression
+                (``Q.text("cat") & ~Q.text("dog")``; parse a string with ``Q.parse``). A lone
+                ``Q.text`` or ``Q.image`` is searched like a plain text or image query. An
+                expression's hits score by the expression's best ranking vector over the
+                document plus its best linked document (so a score may exceed 1; see
+                ``Compiled.ranking_vectors`` and docs/architecture.md, "Boolean queries").
+            image: a query image (path, PIL image, bytes or array).
+            vector: a query embedding of the index's dimension.
+            k: hits to return (at most 100,000).
+            modality: only documents of this modality (``"image"`` or ``"text"``).
+            mode: ``"dense"`` (exact vector search), ``"hybrid"`` or ``"generative"``; the default is
+                hybrid once the index is built, dense before.
+            where: payload conditions (``{"field": value}`` or ``{"field": [v1, v2]}``).
+            explain: attach per-stage figures to each hit's ``explain``.
+            collapse_links: fold linked documents that both match (an image and its caption) into
+                one hit, the better-scoring one, with the other's id in ``Hit.collapsed``. Off by
+                default in the library; on by default in the LangChain, LlamaIndex and Haystack retrievers.
+
+        Returns:
+            Up to ``k`` hits, best first.
+
+        Raises:
+            InputError: no query, more than one query, an empty text, an unreadable image, or a bad ``k``.
+            NotBuiltError: ``mode="generative"`` (or a boolean text or image term) before :meth:`build`.
+        """
+        return self._search.search(query, image=image, vector=vector, k=k, modality=modality, mode=mode, where=where,
+                                   explain=explain, collapse_links=collapse_links)
+
+    def search_batch(
+        self,
+        queries: Sequence[str] | None = None,
+        *,
+        images: Sequence[Any] | None = None,
+        vectors: np.ndarray | None = None,
+        k: int = 10,
+        modality: str | None = None,
+        mode: SearchMode | None = None,
+        where: dict[str, Any] | None = None,
+        explain: bool = False,
+        collapse_links: bool = False,
+    ) -> list[list[Hit]]:
+        """Search many queries at once (texts, images or vectors); one list of hits per query.
+
+        Embedding, beam search and the Qdrant queries each run once for the whole batch;
+        :meth:`search` is this with one query, so both accept and refuse the same input.
+        """
+        return self._search.search_batch(queries, images=images, vectors=vectors, k=k, modality=modality, mode=mode,
+                                         where=where, explain=explain, collapse_links=collapse_links)
+
+    def compile(self, expr: Expr | str, *, allow_negative_only: bool = False) -> Compiled:
+        """Compile a Q expression (or a query string) against this index, without searching.
+
+        Concept atoms (text, image) resolve to the docid prefixes the decoder assigns them, cut off
+        by ``self.cutoff``, or by the narrower ``self.negative_cutoff`` for a concept that appears
+        only under NOT (both :class:`~mmgr_qdrant.setops.ConceptCutoff`). ``compiled.explain()``
+        shows the sets and the filter.
+
+        Raises:
+            NotBuiltError: the expression has a text or image atom and the index is not built.
+            QuerySyntaxError: a malformed query string.
+            NotFoundError: an id in ``Q.ids`` is not in the index.
+        """
+        return self._search.compile(expr, allow_negative_only=allow_negative_only)
+
+    # -- build -----------------------------------------------------------------------------------
+    def build(
+        self, *, seed: int = 0, epochs: int | None = None, time_budget_s: float | None = None, progress: ProgressCallback | None = None
+    ) -> BuildReport:
+        """Fit the docid scheme, give every document its docid, train the decoder, save the artifacts.
+
+        The new docids are written beside the previous build's and the switch happens last, so an
+        interrupted build leaves the previous one in use, and searches are served throughout.
+
+        Args:
+            seed: seeds the scheme's fit and the decoder's training.
+            epochs: most decoder training epochs (default from the index's decoder settings, else 30).
+            time_budget_s: stop decoder training after this many seconds, keeping the best weights.
+            progress: called for each stage ("scan", "fit", "train", "write").
+
+        Returns:
+            A :class:`BuildReport` with docid statistics and training figures.
+
+        Raises:
+            NotBuiltError: the collection is empty.
+            ConfigError: the docid scheme or decoder settings are invalid.
+        """
+        return self._builder.build(refit=True, seed=seed, epochs=epochs, time_budget_s=time_budget_s, progress=progress)
+
+    def rebuild(
+        self, *, seed: int = 0, epochs: int | None = None, time_budget_s: float | None = None, progress: ProgressCallback | None = None
+    ) -> BuildReport:
+        """Refit docids and retrain the decoder on the current corpus (same as :meth:`build`).
+
+        The new docids are written beside the old ones and switched to atomically, so searches
+        keep being served, from the old build, while it runs.
+        """
+        return self._builder.build(refit=True, seed=seed, epochs=epochs, time_budget_s=time_budget_s, progress=progress)
+
+    def retrain(
+        self, *, seed: int = 0, epochs: int | None = None, time_budget_s: float | None = None, progress: ProgressCallback | None = None
+    ) -> BuildReport:
+        """Retrain the decoder on the current corpus, keeping every docid as it is.
+
+        Use it when documents added since the build are found by their prefixes but the decoder
+        has not learned them (see :meth:`stats`, ``staleness``). Documents that have no docid in the
+        current generation (added by a retriever opened before the build) get one from the frozen scheme.
+
+        Raises:
+            NotBuiltError: the index was never built.
+        """
+        return self._builder.build(refit=False, seed=seed, epochs=epochs, time_budget_s=time_budget_s, progress=progress)
+
+    # -- administration ----------------------------------------------------------------------------
+    def stats(self, *, probe: bool = True) -> IndexStats:
+        """Counts, docid balance, staleness of the build and artifact sizes.
+
+        Args:
+            probe: run the recall probe (hybrid search of up to 50 documents added since the
+                decoder was trained, by their own embeddings).
+        """
+        return self._admin.stats(probe=probe)
+
+    def export(self, file: str | os.PathLike[str], *, progress: ProgressCallback | None = None) -> Path:
+        """Write the index (config, points with vectors and payloads, build artifacts) to one file.
+
+        :meth:`import_file` reads it into any backend, so an index moves between an embedded
+        store and a server without rebuilding.
+        """
+        return self._admin.export(file, progress=progress)
+
+    @classmethod
+    def import_file(
+        cls,
+        file: str | os.PathLike[str],
+        name: str | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        client: Any = None,
+        url: str | None = None,
+        api_key: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> MultimodalRetriever:
+        """Create a collection from an :meth:`export` file, with its build; returns it open.
+
+        The archive is checked before anything is written, and a failed import drops the
+        collection it started, so it can simply be retried.
+
+        Raises:
+            ArtifactError: the file is not an mmgr export, is damaged, or is of another format.
+            ConfigError: the target collection already exists.
+        """
+        store, config = import_collection(file, name, path=path, client=client, url=url, api_key=api_key, progress=progress)
+        try:
+            return cls(store, config)
+        except BaseException:
+            store.close()
+            raise
+
+    @classmethod
+    def list_collections(
+        cls, *, path: str | os.PathLike[str] | None = None, client: Any = None, url: str | None = None, api_key: str | None = None
+    ) -> list[str]:
+        """The collections at a location that hold an mmgr index."""
+        return list_collections(path=path, client=client, url=url, api_key=api_key)
+
+    @classmethod
+    def drop(
+        cls, name: str, *, path: str | os.PathLike[str] | None = None, client: Any = None, url: str | None = None, api_key: str | None = None
+    ) -> None:
+        """Delete a collection and everything saved with it.
+
+        Raises:
+            CollectionNotFoundError: no such collection.
+        """
+        drop_collection(name, path=path, client=client, url=url, api_key=api_key)
+
+    # -- lifecycle -----------------------------------------------------------------------------
     def close(self) -> None:
         """Flush and close the store; the retriever cannot be used afterwards."""
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                self.store.close()
+        self.index.close()
 
     def __enter__(self) -> Self:
         return self
@@ -198,6 +569,8 @@ def _hybrid_config(hybrid: HybridConfig | dict[str, Any] | None) -> HybridConfig
         return HybridConfig()
     if isinstance(hybrid, HybridConfig):
         return hybrid
+    if not isinstance(hybrid, dict):
+        raise ConfigError(f"hybrid= is a {type(hybrid).__name__}; pass a HybridConfig or a dict of its fields.")
     try:
         return HybridConfig(**hybrid)
     except TypeError as exc:

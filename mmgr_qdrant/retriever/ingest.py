@@ -1,45 +1,40 @@
-"""Ingest and document access for :class:`~mmgr_qdrant.retriever.MultimodalRetriever`: add, get, count, delete, update."""
+"""The ingest part of a retriever: add, get, count, delete, update."""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
-from ..config import IndexConfig
-from ..encoders.base import Encoder
 from ..errors import InputError, MMGRError, NotFoundError
-from ..generative import GenerativeIndex, docid_fields, docid_of
 from ..ids import content_id, image_digest, text_digest, vector_digest
 from ..images import describe, image_uri, load_image
+from ..payload import LibraryFields, check_text, check_user_payload, join
+from ..payload import split as payload_split
 from ..progress import ProgressCallback, null_progress
-from ..store import Store
 from ..store.base import Record, check_vectors, normalize_id
-from ..types import MODALITY_CODES, RESERVED_KEY, AddResult, Hit, PointId, Skipped
-from ._common import OnError, _as_list, _check_payload, _hit, _modality_filter
+from ..types import MODALITY_CODES, AddResult, Hit, PointId, Skipped
+from ._common import OnError, _as_list, _hit, _modality_filter, unit_rows
+from .links import Links
+from .state import Index
+
+# One prepared item: (input position, (point id, data to embed), user payload, library fields).
+Prepared = tuple[int, tuple[PointId, Any], dict[str, Any], LibraryFields]
+Prepare = Callable[[int, Any], tuple[tuple[PointId, Any], LibraryFields]]
+Embed = Callable[[list[Any]], np.ndarray]
 
 
-class IngestMixin:
-    """Adding, reading, deleting and updating documents (part of ``MultimodalRetriever``)."""
+class Ingest:
+    """Adding, reading, deleting and updating documents."""
 
-    store: Store
-    config: IndexConfig
-    _gen: GenerativeIndex | None
-    _lock: threading.RLock
+    def __init__(self, index: Index, links: Links) -> None:
+        self.index = index
+        self.links = links
 
-    if TYPE_CHECKING:  # the lazily loaded property of MultimodalRetriever; link_many, _unlink_deleted: AdminMixin
-
-        @property
-        def encoder(self) -> Encoder: ...
-
-        def link_many(self, pairs: Sequence[tuple[PointId, PointId]]) -> None: ...
-
-        def _unlink_deleted(self, records: dict[PointId, Record]) -> None: ...
-
-    # -- ingest --------------------------------------------------------------------------------
+    # -- adding ------------------------------------------------------------------------------------
     def add_images(
         self,
         images: Sequence[Any],
@@ -52,41 +47,21 @@ class IngestMixin:
         batch_size: int = 64,
         progress: ProgressCallback | None = None,
     ) -> AddResult:
-        """Embed and store images.
-
-        Args:
-            images: file paths, ``pathlib.Path``, PIL images, raw bytes or numpy arrays.
-            payloads: one dict (or ``None``) per image, stored as given.
-            ids: point ids (unsigned ints or UUID strings); derived from the content when left out,
-                so adding the same image twice stores it once.
-            captions: one caption (or ``None``) per image, returned as the hit's ``text``.
-            caption_docs: also store each caption as a text document linked to its image, so text
-                search finds captions and the decoder learns caption -> image pairs.
-            on_error: ``"raise"`` (nothing of the batch is written when an item is bad) or
-                ``"skip"`` (good items are stored, bad ones listed in ``result.skipped``).
-            batch_size: images per encoder batch and per upsert.
-            progress: called as batches are stored.
-
-        Returns:
-            The ids stored, in input order (an :class:`AddResult`, a list with ``.skipped``).
-
-        Raises:
-            InputError: an image is missing or unreadable, or a payload or id is invalid (``on_error="raise"``).
-        """
         items = _as_list(images, "images")
         if captions is not None and len(captions) != len(items):
             raise InputError(f"Got {len(captions)} captions for {len(items)} images; give one caption (or None) per image.")
 
-        def prepare(i: int, item: Any) -> tuple[Any, dict[str, Any]]:
+        def prepare(i: int, item: Any) -> tuple[tuple[PointId, Any], LibraryFields]:
+            caption = captions[i] if captions is not None else None
+            if caption is not None:
+                if not isinstance(caption, str) or not caption.strip():
+                    raise InputError(f"Caption #{i} {caption!r} is empty or not a string; give text or None.")
+                check_text(caption, f"Caption #{i}")
             img = load_image(item)
             pid = content_id("image", image_digest(item)) if ids is None else normalize_id(ids[i])
-            caption = captions[i] if captions is not None else None
-            if caption is not None and (not isinstance(caption, str) or not caption.strip()):
-                raise InputError(f"Caption #{i} {caption!r} is empty or not a string; give text or None.")
-            meta = {"modality": "image", "uri": image_uri(item), "caption": caption}
-            return (pid, img), meta
+            return (pid, img), LibraryFields(modality="image", uri=image_uri(item), caption=caption)
 
-        result = self._ingest(items, prepare, lambda batch: self.encoder.encode_images(batch), payloads, ids, on_error, batch_size, progress)
+        result = self._ingest(items, prepare, self.index.encoder.encode_images, payloads, ids, on_error, batch_size, progress)
         if caption_docs and captions is not None:
             self._add_caption_docs(items, result, captions, payloads)
         return result
@@ -97,9 +72,9 @@ class IngestMixin:
         pairs = [(result[j], captions[i]) for j, i in enumerate(kept) if captions[i]]
         if not pairs:
             return
-        user = [payloads[i] if payloads is not None else None for j, i in enumerate(kept) if captions[i]]
-        text_ids = self.add_texts([c for _, c in pairs], payloads=user)  # type: ignore[misc]
-        self.link_many([(img, txt) for (img, _), txt in zip(pairs, text_ids)])
+        user = [payloads[i] if payloads is not None else None for i in kept if captions[i]]
+        text_ids = self.add_texts([str(c) for _, c in pairs], payloads=user)
+        self.links.link_many([(img, txt) for (img, _), txt in zip(pairs, text_ids)])
 
     def add_texts(
         self,
@@ -111,22 +86,18 @@ class IngestMixin:
         batch_size: int = 256,
         progress: ProgressCallback | None = None,
     ) -> AddResult:
-        """Embed and store texts; arguments and result as in :meth:`add_images`.
-
-        Raises:
-            InputError: a text is empty or not a string (``on_error="raise"``).
-        """
         items = _as_list(texts, "texts")
 
-        def prepare(i: int, item: Any) -> tuple[Any, dict[str, Any]]:
+        def prepare(i: int, item: Any) -> tuple[tuple[PointId, Any], LibraryFields]:
             if not isinstance(item, str):
                 raise InputError(f"Text #{i} is a {type(item).__name__}, not a string; pass text as str.")
             if not item.strip():
                 raise InputError(f"Text #{i} is empty; give a non-empty string or drop it.")
+            check_text(item, f"Text #{i}")
             pid = content_id("text", text_digest(item)) if ids is None else normalize_id(ids[i])
-            return (pid, item), {"modality": "text", "text": item}
+            return (pid, item), LibraryFields(modality="text", text=item)
 
-        return self._ingest(items, prepare, lambda batch: self.encoder.encode_texts(batch), payloads, ids, on_error, batch_size, progress)
+        return self._ingest(items, prepare, self.index.encoder.encode_texts, payloads, ids, on_error, batch_size, progress)
 
     def add_embeddings(
         self,
@@ -141,41 +112,29 @@ class IngestMixin:
         batch_size: int = 1024,
         progress: ProgressCallback | None = None,
     ) -> AddResult:
-        """Store vectors you embedded yourself (with this index's encoder, or the same space).
-
-        Args:
-            vectors: an ``(n, dim)`` array; rows are L2-normalized before storing.
-            modality: ``"image"`` or ``"text"`` for all rows.
-            texts / uris: optional text or source URI per row, returned in hits.
-            Other arguments as in :meth:`add_images`.
-
-        Raises:
-            DimensionMismatchError: the vectors' dimension is not the index's.
-        """
         if modality not in MODALITY_CODES:
             raise InputError(f"Modality {modality!r} is not known; use one of {sorted(MODALITY_CODES)}.")
-        arr = check_vectors(vectors, self.config.dim)
-        rows = list(range(arr.shape[0]))
-        norms = np.linalg.norm(arr, axis=1)
+        raw = check_vectors(vectors, self.index.config.dim)  # shape and finiteness of the whole call
+        rows = list(range(len(raw)))
+        for what, given in (("texts", texts), ("uris", uris)):
+            if given is not None and len(given) != len(rows):
+                raise InputError(f"Got {len(given)} {what} for {len(rows)} vectors; give one (or None) per vector.")
 
-        def prepare(i: int, _: Any) -> tuple[Any, dict[str, Any]]:
-            if norms[i] == 0:
-                raise InputError(f"Vector #{i} is all zeros; it has no direction to search by.")
-            pid = content_id(modality, vector_digest(arr[i])) if ids is None else normalize_id(ids[i])
-            meta: dict[str, Any] = {"modality": modality}
-            if texts is not None and texts[i] is not None:
-                meta["text"] = texts[i]
-            if uris is not None and uris[i] is not None:
-                meta["uri"] = uris[i]
-            return (pid, arr[i]), meta
+        def prepare(i: int, _: Any) -> tuple[tuple[PointId, Any], LibraryFields]:
+            row = unit_rows(raw[i], self.index.config.dim, f"vector #{i}")[0]
+            pid = content_id(modality, vector_digest(row)) if ids is None else normalize_id(ids[i])
+            text = texts[i] if texts is not None else None
+            if text is not None:
+                check_text(str(text), f"Text #{i}")
+            return (pid, row), LibraryFields(modality=modality, text=text, uri=uris[i] if uris is not None else None)
 
-        return self._ingest(rows, prepare, lambda batch: np.stack(batch), payloads, ids, on_error, batch_size, progress)
+        return self._ingest(rows, prepare, np.stack, payloads, ids, on_error, batch_size, progress)
 
     def _ingest(
         self,
         items: list[Any],
-        prepare: Any,
-        embed: Any,
+        prepare: Prepare,
+        embed: Embed,
         payloads: Sequence[dict[str, Any] | None] | None,
         ids: Sequence[PointId] | None,
         on_error: OnError,
@@ -184,6 +143,8 @@ class IngestMixin:
     ) -> AddResult:
         if on_error not in ("raise", "skip"):
             raise InputError(f"on_error={on_error!r} is not known; use 'raise' or 'skip'.")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise InputError(f"batch_size={batch_size!r} is not a positive integer; use e.g. 64.")
         n = len(items)
         if payloads is not None and len(payloads) != n:
             raise InputError(f"Got {len(payloads)} payloads for {n} items; give one payload (or None) per item.")
@@ -191,17 +152,17 @@ class IngestMixin:
             raise InputError(f"Got {len(ids)} ids for {n} items; give one id per item or leave ids out.")
         report = progress or null_progress
         result = AddResult()
-        # "raise" writes nothing of the batch when an item is bad: validate every item first.
+        # "raise" writes nothing of the call when an item is bad: validate every item first.
         if on_error == "raise" and n > batch_size:
             for i, item in enumerate(items):
-                self._prepare_one(i, item, prepare, payloads)
+                _prepare_one(i, item, prepare, payloads)
         ok_ids: list[PointId | None] = [None] * n
         seen: set[PointId] = set()
         for start in range(0, n, batch_size):
-            chunk = []
+            chunk: list[Prepared] = []
             for i in range(start, min(n, start + batch_size)):
                 try:
-                    prepared = self._prepare_one(i, items[i], prepare, payloads)
+                    prepared = _prepare_one(i, items[i], prepare, payloads)
                 except MMGRError as exc:
                     if on_error == "raise":
                         raise
@@ -213,89 +174,84 @@ class IngestMixin:
                     seen.add(pid)
                     chunk.append(prepared)
             if chunk and not self._store_chunk(chunk, embed, result, on_error, items):
-                for i, _, _ in chunk:
+                for i, _, _, _ in chunk:
                     ok_ids[i] = None
             report("add", min(n, start + batch_size), n, {})
         result[:] = [pid for pid in ok_ids if pid is not None]
         return result
 
-    def _prepare_one(self, i: int, item: Any, prepare: Any, payloads: Any) -> Any:
-        payload = _check_payload(payloads[i] if payloads is not None else None, i)
-        (pid, data), meta = prepare(i, item)
-        meta["added"] = time.time()  # staleness: documents added since the decoder was trained
-        return i, (pid, data), {**payload, RESERVED_KEY: {k: v for k, v in meta.items() if v is not None}}
-
-    def _store_chunk(self, chunk: list[Any], embed: Any, result: AddResult, on_error: OnError, items: list[Any]) -> bool:
+    def _store_chunk(self, chunk: list[Prepared], embed: Embed, result: AddResult, on_error: OnError, items: list[Any]) -> bool:
         """Embed and upsert one chunk; False when ``skip`` mode dropped it because the encoder failed."""
         try:
-            vectors = embed([data for _, (_, data), _ in chunk])
+            vectors = embed([data for _, (_, data), _, _ in chunk])
         except MMGRError as exc:
             if on_error == "raise":
                 raise
-            for i, _, _ in chunk:
+            for i, _, _, _ in chunk:
                 result.skipped.append(Skipped(i, describe(items[i]), str(exc)))
             return False
-        vectors = check_vectors(vectors, self.config.dim, "encoder's vectors")
-        ids = [pid for _, (pid, _), _ in chunk]
-        payloads = [p for _, _, p in chunk]
-        with self._lock:
-            self._before_upsert(ids, vectors, payloads)
-            self.store.upsert(ids, vectors, payloads)
+        vectors = unit_rows(vectors, self.index.config.dim, "encoder's vectors")
+        ids = [pid for _, (pid, _), _, _ in chunk]
+        with self.index.lock:
+            self._write(ids, vectors, [user for _, _, user, _ in chunk], [meta for _, _, _, meta in chunk])
         return True
 
-    def _before_upsert(self, ids: list[PointId], vectors: np.ndarray, payloads: list[dict[str, Any]]) -> None:
-        """Once the index is built, new points get docids at once from the frozen scheme."""
-        gen = self._gen
-        if gen is None:
-            return
-        existing = {r.id: r.payload for r in self.store.retrieve(ids)}
-        stale = [docid_of(p, gen.generation) for p in existing.values()]
-        gen.forget(np.asarray([d for d in stale if d], dtype=np.int64).reshape(-1, gen.n_levels))
-        mods = np.asarray([MODALITY_CODES[p[RESERVED_KEY]["modality"]] for p in payloads])
-        docids = gen.assign(vectors, mods)
-        for pid, payload, docid in zip(ids, payloads, docids):
-            old = (existing.get(pid) or {}).get(RESERVED_KEY, {})
-            payload[RESERVED_KEY].update(docid_fields(gen.generation, docid))
-            if old.get("links"):
-                payload[RESERVED_KEY]["links"] = old["links"]
+    def _write(self, ids: list[PointId], vectors: np.ndarray, users: list[dict[str, Any]], metas: list[LibraryFields]) -> None:
+        """Upsert points, keeping what the store knows of existing ones (links), with docids once built.
 
-    # -- reading -----------------------------------------------------------------------------
-    def get(self, ids: Sequence[PointId]) -> list[Hit]:
-        """The stored documents with these ids, in the order asked (``score`` is 1.0).
-
-        Raises:
-            NotFoundError: an id is not in the collection.
+        The trie learns the new docids only after the upsert succeeded (a failed write leaves the
+        index as it was). Call with the lock held.
         """
+        store = self.index.store
+        gen = self.index.refresh()  # another retriever may have built since this one opened
+        existing = {r.id: LibraryFields.of(r.payload) for r in store.retrieve(ids)}
+        now = time.time()
+        metas = [replace(m, added=now, links=existing[pid].links if pid in existing else m.links) for pid, m in zip(ids, metas)]
+        if gen is None:
+            store.upsert(ids, vectors, [join(u, m) for u, m in zip(users, metas)])
+            return
+        mods = np.asarray([MODALITY_CODES[m.modality] for m in metas])
+        docids = gen.assign(vectors, mods)
+        metas = [m.with_docid(gen.generation, d) for m, d in zip(metas, docids)]
+        try:
+            store.upsert(ids, vectors, [join(u, m) for u, m in zip(users, metas)])
+        except BaseException:
+            gen.release(docids)
+            raise
+        stale = [old.docid(gen.generation) for old in existing.values()]
+        gen.forget(np.asarray([d for d in stale if d], dtype=np.int64).reshape(-1, gen.n_levels))
+        gen.add(docids)
+
+    # -- reading -----------------------------------------------------------------------------------
+    def get(self, ids: Sequence[PointId]) -> list[Hit]:
         wanted = [normalize_id(i) for i in _as_list(ids, "ids")]
-        found = {r.id: r for r in self.store.retrieve(wanted)}
+        found = {r.id: r for r in self.index.store.retrieve(wanted)}
         missing = [i for i in wanted if i not in found]
         if missing:
-            raise NotFoundError(f"Ids {missing[:5]} are not in collection {self.config.collection!r}; check them with count() or search().")
-        gen = self._gen.generation if self._gen is not None else None
-        return [_hit(found[i], 1.0, None, gen) for i in wanted]
+            raise NotFoundError(f"Ids {missing[:5]} are not in collection {self.index.config.collection!r}; check them with count() or search().")
+        return [_hit(found[i], 1.0, None, self.index.generation) for i in wanted]
 
     def count(self, modality: str | None = None) -> int:
-        """Documents stored, all or of one modality."""
-        return self.store.count(_modality_filter(modality))
+        return self.index.store.count(_modality_filter(modality))
 
-    def delete(self, ids: Sequence[PointId]) -> None:
-        """Delete documents; unknown ids are an error and nothing is deleted then.
-
-        Raises:
-            NotFoundError: an id is not in the collection.
-        """
-        wanted = [normalize_id(i) for i in _as_list(ids, "ids")]
-        with self._lock:
-            records = {r.id: r for r in self.store.retrieve(wanted)}
+    # -- deleting and updating ---------------------------------------------------------------------
+    def delete(self, ids: Sequence[PointId]) -> list[Record]:
+        """Delete documents after every id was checked and every link to them gathered; returns the deleted records."""
+        wanted = list(dict.fromkeys(normalize_id(i) for i in _as_list(ids, "ids")))
+        store = self.index.store
+        with self.index.lock:
+            gen = self.index.refresh()
+            records = {r.id: r for r in store.retrieve(wanted)}
             missing = [i for i in wanted if i not in records]
             if missing:
-                raise NotFoundError(f"Ids {missing[:5]} are not in collection {self.config.collection!r}; nothing was deleted.")
-            self.store.delete(wanted)
-            self._unlink_deleted(records)
-            gen = self._gen
+                raise NotFoundError(f"Ids {missing[:5]} are not in collection {self.index.config.collection!r}; nothing was deleted.")
+            unlink = self.links.unlink_plan(records)
+            store.delete(wanted)
+            self.links.apply(unlink)
             if gen is not None:
-                docids = [docid_of(r.payload, gen.generation) for r in records.values()]
+                docids = [LibraryFields.of(r.payload).docid(gen.generation) for r in records.values()]
                 gen.forget(np.asarray([d for d in docids if d], dtype=np.int64).reshape(-1, gen.n_levels))
+        return list(records.values())
 
     def update(
         self,
@@ -306,35 +262,43 @@ class IngestMixin:
         vector: np.ndarray | None = None,
         payload: dict[str, Any] | None = None,
     ) -> None:
-        """Replace a document's content (re-embedded, docid re-assigned) and/or its payload.
-
-        Links to other documents are kept. Without a new payload the old one is kept.
-
-        Raises:
-            NotFoundError: ``id`` is not in the collection.
-            InputError: the new content is unusable or of the other modality.
-        """
         pid = normalize_id(id)
-        found = self.store.retrieve([pid], with_vectors=True)
-        if not found:
-            raise NotFoundError(f"Id {pid!r} is not in collection {self.config.collection!r}; add it instead.")
-        rec = found[0]
-        meta = dict(rec.payload.get(RESERVED_KEY) or {})
-        user = payload if payload is not None else {k: v for k, v in rec.payload.items() if k != RESERVED_KEY}
-        modality: Any = meta.get("modality")  # as stored; add_embeddings checks it
         if sum(x is not None for x in (image, text, vector)) > 1:
             raise InputError("Give at most one of image=, text= or vector= to update.")
-        if image is None and text is None and vector is None:  # payload only: vector, docid and links stay
-            _check_payload(user, 0)
-            with self._lock:
-                self.store.upsert([pid], rec.vector[None, :], [{**user, RESERVED_KEY: meta}])  # type: ignore[index]
+        if payload is not None:
+            check_user_payload(payload, 0)
+        if image is None and text is None and vector is None:
+            self._update_payload(pid, payload)
             return
-        if (image is not None and modality != "image") or (text is not None and modality != "text"):
-            raise InputError(f"Document {pid!r} is a {modality} document; update it with content of the same modality.")
+        found = self.index.store.retrieve([pid])
+        if not found:
+            raise NotFoundError(f"Id {pid!r} is not in collection {self.index.config.collection!r}; add it instead.")
+        user, meta = payload_split(found[0].payload)
+        user = payload if payload is not None else user
+        if (image is not None and meta.modality != "image") or (text is not None and meta.modality != "text"):
+            raise InputError(f"Document {pid!r} is a {meta.modality} document; update it with content of the same modality.")
         if image is not None:
-            self.add_images([image], ids=[pid], payloads=[user], captions=[meta.get("caption")])
+            self.add_images([image], ids=[pid], payloads=[user], captions=[meta.caption])
         elif text is not None:
             self.add_texts([text], ids=[pid], payloads=[user])
         else:
-            self.add_embeddings(np.asarray(vector)[None, :], modality=modality, ids=[pid], payloads=[user],
-                                texts=[meta.get("text")], uris=[meta.get("uri")])
+            self.add_embeddings(np.asarray(vector)[None, :], modality=meta.modality, ids=[pid], payloads=[user],
+                                texts=[meta.text], uris=[meta.uri])
+
+    def _update_payload(self, pid: PointId, payload: dict[str, Any] | None) -> None:
+        """Replace the user payload; vector, docid and links stay as stored at the moment of the write."""
+        store = self.index.store
+        with self.index.lock:  # read inside the lock: a build in this process cannot interleave
+            self.index.refresh()
+            found = store.retrieve([pid], with_vectors=True)
+            if not found:
+                raise NotFoundError(f"Id {pid!r} is not in collection {self.index.config.collection!r}; add it instead.")
+            rec = found[0]
+            user, meta = payload_split(rec.payload)
+            store.upsert([pid], np.asarray(rec.vector, dtype=np.float32)[None, :], [join(payload if payload is not None else user, meta)])
+
+
+def _prepare_one(i: int, item: Any, prepare: Prepare, payloads: Sequence[dict[str, Any] | None] | None) -> Prepared:
+    user = check_user_payload(payloads[i] if payloads is not None else None, i)
+    (pid, data), meta = prepare(i, item)
+    return i, (pid, data), user, meta

@@ -21,7 +21,7 @@ from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_valid
 
 from mmgr_qdrant import Hit, InputError, MultimodalRetriever
 
-SEARCH_KEYS = frozenset({"k", "mode", "modality", "where", "explain"})
+SEARCH_KEYS = frozenset({"k", "mode", "modality", "where", "explain", "collapse_links"})
 """The options of ``MultimodalRetriever.search`` that ``search_kwargs`` and ``invoke(..., **kw)`` accept."""
 
 # Keys LangChain itself may leave in ``invoke``'s kwargs; they are not search options.
@@ -51,7 +51,9 @@ class MMGRRetriever(BaseRetriever):
         url: a Qdrant server URL; ``api_key`` goes with it (read from ``QDRANT_API_KEY`` when unset).
         encoder: the encoder name the index must have been built with; left out, the saved one is used.
         search_kwargs: default options of ``MultimodalRetriever.search``: ``k``, ``mode``,
-            ``modality``, ``where``, ``explain``; ``invoke(query, k=3)`` overrides them per call.
+            ``modality``, ``where``, ``explain``, ``collapse_links`` (on unless set to False: an
+            image and its linked caption come back as one Document); ``invoke(query, k=3)``
+            overrides them per call.
         query_syntax: parse queries with mmgr's boolean syntax (``cat AND NOT dog``) before searching.
         caption_key: the payload field used as ``page_content`` of image hits.
     """
@@ -158,7 +160,7 @@ class MMGRRetriever(BaseRetriever):
     def _search(self, query: str, overrides: dict[str, Any]) -> list[Document]:
         overrides = {k: v for k, v in overrides.items() if k not in _RUNNABLE_KEYS}
         _check_keys(overrides, "invoke() keyword arguments")
-        options = {**self.search_kwargs, **overrides}
+        options = {"collapse_links": True, **self.search_kwargs, **overrides}  # an image and its caption: one Document
         index = self.index
         hits = index.search(**_query_args(query, self.query_syntax), **options)
         return [self._to_document(hit, index.config.collection) for hit in hits]

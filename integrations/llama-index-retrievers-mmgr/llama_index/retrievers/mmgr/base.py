@@ -48,6 +48,8 @@ class MMGRRetriever(BaseRetriever):
         mode / modality / where: passed to ``MultimodalRetriever.search``.
         query_syntax: parse text queries with mmgr's boolean syntax (``cat AND NOT dog``).
         caption_key: the payload field used as the text of image nodes.
+        collapse_links: return an image and its linked caption document as one node (the
+            better-scoring one); on by default, since a RAG prompt gains nothing from both.
 
     Raises:
         ValueError: neither ``retriever`` nor ``collection`` was given, or both ``path`` and ``url``.
@@ -68,6 +70,7 @@ class MMGRRetriever(BaseRetriever):
         where: dict[str, Any] | None = None,
         query_syntax: bool = False,
         caption_key: str = "caption",
+        collapse_links: bool = True,
         callback_manager: CallbackManager | None = None,
         verbose: bool = False,
     ) -> None:
@@ -86,6 +89,7 @@ class MMGRRetriever(BaseRetriever):
         self.mode = mode
         self.modality = modality
         self.where = where
+        self.collapse_links = collapse_links
         self.query_syntax = query_syntax
         self.caption_key = caption_key
         super().__init__(callback_manager=callback_manager, verbose=verbose)
@@ -132,7 +136,7 @@ class MMGRRetriever(BaseRetriever):
             args = _text_args(query.query_str, self.query_syntax)
         else:
             args = _image_args(query)
-        hits = index.search(**args, k=k, modality=modality, mode=self.mode, where=self.where)
+        hits = index.search(**args, k=k, modality=modality, mode=self.mode, where=self.where, collapse_links=self.collapse_links)
         return [self._to_node(hit, index.config.collection) for hit in hits]
 
     def _to_node(self, hit: Hit, collection: str) -> NodeWithScore:

@@ -46,6 +46,8 @@ class MMGRRetriever:
             Filters given to :meth:`run` replace these.
         query_syntax: parse queries with mmgr's boolean syntax (``cat AND NOT dog``).
         caption_key: the payload field used as ``content`` of image documents.
+        collapse_links: return an image and its linked caption document as one document (the
+            better-scoring one); on by default, since a RAG prompt gains nothing from both.
 
     Raises:
         TypeError: ``collection`` is not a string (an open ``MultimodalRetriever``, say).
@@ -66,6 +68,7 @@ class MMGRRetriever:
         filters: dict[str, Any] | None = None,
         query_syntax: bool = False,
         caption_key: str = "caption",
+        collapse_links: bool = True,
     ) -> None:
         if not isinstance(collection, str):
             raise TypeError(
@@ -87,6 +90,7 @@ class MMGRRetriever:
         self.filters = filters
         self.query_syntax = query_syntax
         self.caption_key = caption_key
+        self.collapse_links = collapse_links
         self._index: MultimodalRetriever | None = None
         self._lock = threading.Lock()
 
@@ -106,6 +110,7 @@ class MMGRRetriever:
             filters=self.filters,
             query_syntax=self.query_syntax,
             caption_key=self.caption_key,
+            collapse_links=self.collapse_links,
         )
 
     @classmethod
@@ -166,6 +171,7 @@ class MMGRRetriever:
             modality=modality if modality is not None else self.modality,
             mode=self.mode,
             where=_where(filters if filters is not None else self.filters),
+            collapse_links=self.collapse_links,
         )
         return {"documents": [self._to_document(hit, index.config.collection) for hit in hits]}
 
