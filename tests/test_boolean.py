@@ -14,7 +14,7 @@ import pytest
 from mmgr_qdrant import InputError, MultimodalRetriever, NotBuiltError, NotFoundError
 from mmgr_qdrant.generative import retag
 from mmgr_qdrant.setops import Q, evaluate
-from tests.test_generative import DECODER, clustered
+from tests.helpers import DECODER, clustered
 
 
 @pytest.fixture(scope="module", params=["edge", "local"])
@@ -132,7 +132,7 @@ def test_concepts_need_a_build(retriever: MultimodalRetriever) -> None:
 
 
 def test_links_both_ways_related_and_cleanup(retriever: MultimodalRetriever) -> None:
-    from tests.conftest import make_image
+    from tests.helpers import make_image
 
     img_ids = retriever.add_images([make_image(1), make_image(2)], captions=["a red square", "a blue circle"], caption_docs=True)
     assert retriever.count("text") == 2

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import IndexConfig
 from ..encoders.base import Encoder
-from ..errors import CollectionNotFoundError, ConfigError, InputError, NotFoundError
+from ..errors import CollectionNotFoundError, InputError, NotFoundError
 from ..generative import GenerativeIndex
 from ..progress import ProgressCallback
 from ..store import Store
@@ -149,24 +149,10 @@ class AdminMixin:
             ArtifactError: the file is not an mmgr export or of another format.
             ConfigError: the target collection already exists.
         """
-        from ..admin import import_points, read_export
+        from ..admin import import_export
 
-        manifest, config, z = read_export(file)
-        with z:
-            target = name or config.collection
-            store = _make_store(target, path=path, client=client, url=url, api_key=api_key)
-            if store.exists():
-                store.close()
-                raise ConfigError(f"Collection {target!r} already exists; import under another name or drop it first.")
-            config = config.with_(collection=target)
-            store.create(config.dim)
-            store.put_blob(CONFIG_BLOB, config.to_json().encode())
-            r = cls(store, config)
-            try:
-                import_points(r, z, int(manifest.get("points", 0)), progress)  # type: ignore[arg-type]
-            except BaseException:
-                r.close()
-                raise
+        store, config = import_export(file, name, lambda target: _make_store(target, path=path, client=client, url=url, api_key=api_key), progress)
+        r = cls(store, config)
         r._gen = GenerativeIndex.load(r.store)
         return r
 
