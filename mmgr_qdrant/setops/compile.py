@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import ConfigError, InputError
 from ..filters import Condition, Filter, HasId, Match, Range
 from ..types import F_MODALITY, F_PREFIXES, PointId, prefix_key
-from .expr import _RANGE_OPS, All, And, Expr, FieldEq, FieldRange, Ids, Image, Modality, Not, Or, Prefix, Text
+from .expr import _RANGE_OPS, All, And, Expr, FieldEq, FieldRange, Ids, Image, Modality, Not, Or, Prefix, Text, check_depth
 from .syntax import parse
 
 logger = logging.getLogger(__package__)  # "mmgr_qdrant.setops", as before the split
@@ -465,9 +465,11 @@ def compile_expr(
             or every branch needs a concept that resolved to no prefix); also an unreadable
             image, from the resolver.
         NotFoundError: an id in ``Q.ids`` is not in the index (from the resolver).
+
+    An expression nested more than ``MAX_DEPTH`` (100) levels deep is an ``InputError`` (a
+    ``QuerySyntaxError`` for a string).
     """
-    if isinstance(expr, str):
-        expr = parse(expr)
+    expr = parse(expr) if isinstance(expr, str) else check_depth(expr)
     if not isinstance(expr, Expr):
         raise InputError(f"compile_expr got {type(expr).__name__}; pass a Q expression or a query string.")
     pols = _polarities(expr)

@@ -1,0 +1,75 @@
+"""Limits of query expressions: nesting depth, and the ranking fallback past MAX_RANKING_TERMS."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+
+from mmgr_qdrant.errors import InputError, QuerySyntaxError
+from mmgr_qdrant.setops import AtomResolution, Expr, Q, compile_expr, parse
+from mmgr_qdrant.setops.expr import MAX_DEPTH
+from mmgr_qdrant.types import PointId
+
+
+def _vec(text: str) -> np.ndarray:
+    seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
+    return np.random.default_rng(seed).normal(size=8).astype(np.float32)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v)
+
+
+class Resolver:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def resolve_text(self, text: str, *, negated: bool = False) -> AtomResolution:
+        self.calls.append(text)
+        return AtomResolution(_vec(text), ((1, len(text) % 4),), (1.0,))
+
+    def resolve_image(self, image: Any, *, negated: bool = False) -> AtomResolution:
+        return AtomResolution(_vec(repr(image)), ((1, 2),), (1.0,))
+
+    def embed_text(self, text: str) -> np.ndarray:
+        self.calls.append(f"joint:{text}")
+        return _vec(text)
+
+    def check_ids(self, ids: Sequence[PointId]) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["(" * 300 + "cat" + ")" * 300, "NOT " * 3000 + "cat", "-" * 3000 + "cat", "(" * 5000 + "cat", "cat AND " + "(dog OR (" * 200 + "x" + "))" * 200],
+)
+def test_deep_strings_are_a_syntax_error_not_a_recursion_error(query: str) -> None:
+    with pytest.raises(QuerySyntaxError, match="nests"):
+        parse(query)
+    with pytest.raises(QuerySyntaxError):
+        compile_expr(query, Resolver(), allow_negative_only=True)
+
+
+def test_nesting_within_the_limit_parses() -> None:
+    assert parse("(" * (MAX_DEPTH - 2) + "cat" + ")" * (MAX_DEPTH - 2)) == Q.text("cat")
+    e = parse("NOT " * (MAX_DEPTH - 2) + "cat")
+    assert str(e).count("NOT") == MAX_DEPTH - 2
+
+
+def test_deep_python_built_expressions_are_an_input_error() -> None:
+    e: Expr = Q.text("cat")
+    for _ in range(3000):
+        e = ~e
+    with pytest.raises(InputError, match="nests 3001 levels"):
+        compile_expr(e, Resolver())
+    alt: Expr = Q.text("a")
+    for i in range(400):
+        alt = (alt | Q.text(f"x{i}")) & Q.text(f"y{i}")
+    with pytest.raises(InputError, match="nests"):
+        compile_expr(alt, Resolver())
+    wide = Q.all_of(*[Q.text(f"w{i}") for i in range(5000)])  # long, not deep: fine
+    assert compile_expr(wide, Resolver()).filter is not None
