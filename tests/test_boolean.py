@@ -1,7 +1,7 @@
 """Boolean queries and cross-modal links against real stores, on both backends.
 
 The algebra laws are checked on the sets Qdrant returns, against the sets computed in Python
-from the stored payloads with ``setops.evaluate``.
+from the stored payloads with ``setops.evaluate_filter``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 
 from mmgr_qdrant import InputError, MultimodalRetriever, NotBuiltError, NotFoundError
 from mmgr_qdrant.generative import retag
-from mmgr_qdrant.setops import Q, evaluate
+from mmgr_qdrant.setops import Q, evaluate_filter
 from tests.helpers import DECODER, clustered
 
 
@@ -48,7 +48,7 @@ def qdrant_set(r: MultimodalRetriever, expr: Any) -> set[Any]:
 
 def python_set(r: MultimodalRetriever, expr: Any) -> set[Any]:
     compiled = r.compile(expr, allow_negative_only=True)
-    return evaluate(retag(compiled.filter, r._gen.generation), stored(r))  # type: ignore[union-attr]
+    return evaluate_filter(retag(compiled.filter, r._gen.generation), stored(r))  # type: ignore[union-attr]
 
 
 ATOMS = {

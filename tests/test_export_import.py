@@ -6,7 +6,7 @@ import json
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -121,7 +121,7 @@ def test_a_store_failure_during_import_drops_the_target(export_file: Path, monke
 
 
 class _Tracked(zipfile.ZipFile):
-    opened: list[zipfile.ZipFile] = []
+    opened: ClassVar[list[zipfile.ZipFile]] = []
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

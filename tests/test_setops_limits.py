@@ -73,3 +73,34 @@ def test_deep_python_built_expressions_are_an_input_error() -> None:
         compile_expr(alt, Resolver())
     wide = Q.all_of(*[Q.text(f"w{i}") for i in range(5000)])  # long, not deep: fine
     assert compile_expr(wide, Resolver()).filter is not None
+
+
+def test_past_max_ranking_terms_the_positive_atoms_rank_by_their_mean_not_one_phrase() -> None:
+    from mmgr_qdrant.setops import MAX_RANKING_TERMS
+
+    words = ["cat", "dog", "wolf", "car", "boat"]
+    expr = Q.all_of(*[Q.text(w) | Q.text(w + " toy") for w in words]) & ~Q.text("grass")  # 2**5 conjunctions
+    assert 2 ** len(words) > MAX_RANKING_TERMS
+    resolver = Resolver()
+    c = compile_expr(expr, resolver)
+    assert not any(call.startswith("joint:") for call in resolver.calls)  # no phrase of all the atoms
+    assert c.joint_vectors == {}
+    vecs = c.ranking_vectors
+    positives = [w for word in words for w in (word, word + " toy")]
+    mean = _unit(np.mean([_unit(_vec(w)) for w in positives], axis=0))
+    assert vecs is not None and vecs.shape == (1, 8) and np.allclose(vecs[0], mean, atol=1e-6)
+    assert c.explain()["ranking"].startswith("cosine to the mean of ")
+    small = compile_expr(Q.text("cat") & Q.text("dog"), resolver)  # within the limit, a phrase as before
+    assert "joint:cat and dog" in resolver.calls and len(small.joint_vectors) == 1
+
+
+def test_compile_names_stay_importable_after_the_split() -> None:
+    from mmgr_qdrant import setops
+    from mmgr_qdrant.setops import compile as compile_module
+
+    for name in setops.__all__:
+        assert getattr(setops, name) is not None
+    for name in ("ConceptCutoff", "DEFAULT_CUTOFF", "select_prefixes", "AtomResolution", "Resolver", "Compiled",
+                 "CompiledAtom", "compile_expr", "filter_to_dict", "MAX_RANKING_TERMS", "JOINT_TEXT", "Polarity"):
+        assert getattr(compile_module, name) is getattr(setops, name)
+    assert setops.evaluate is setops.evaluate_filter
