@@ -19,7 +19,7 @@ from ..types import RESERVED_KEY, Hit, PointId
 from ._common import CONFIG_BLOB, DEFAULT_PATH, _check_k, _hit, _make_store, _modality_filter
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    from typing import Self
 
     from ..admin import IndexStats
 

@@ -37,7 +37,7 @@ def _models() -> Any:
     try:
         from qdrant_client import models
     except ImportError as exc:
-        raise missing_dependency("qdrant-client", "client") from exc
+        raise missing_dependency("qdrant-client", None) from exc
     return models
 
 
