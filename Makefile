@@ -28,7 +28,7 @@ lint: $(VENV)/.installed-dev
 
 # Every benchmark prints a table and, with --json, one JSON line last.
 bench: $(VENV)/.installed-dev debs
-	for b in benchmarks/[a-z]*.py; do echo "== $$b"; $(BIN)/python $$b --json || exit 1; done
+	for m in $$(cd benchmarks && ls [a-z]*.py | sed 's/\.py$$//'); do echo "== benchmarks.$$m"; $(BIN)/python -m benchmarks.$$m --json || exit 1; done
 
 # Reproduce the shipped lit:default head (and its record) from the Debian data packages.
 train-head: $(VENV)/.installed-dev debs

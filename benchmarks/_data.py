@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +21,8 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
 # One reader of the data and one set of class prompts, shared with training and the other benchmarks.
-from prepare_data import FMNIST, FMNIST_CLASSES, FMNIST_TEMPLATES, read_idx
+from scripts.prepare_data import FMNIST, FMNIST_CLASSES, FMNIST_TEMPLATES, read_idx
 
 CACHE = REPO / ".cache" / "bench"
 CLIPART = REPO / "examples" / "data" / "clipart.jsonl"
@@ -111,7 +109,7 @@ def clipart(encoder: Any) -> ImageSet:
     return ImageSet("clipart", emb, labs, q, labs, captions, list(range(len(rows))), s1 + s2)
 
 
-if __name__ == "__main__":  # warm the cache: python benchmarks/_data.py
+if __name__ == "__main__":  # warm the cache: python -m benchmarks._data
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -7,22 +7,18 @@ vectors: two collections of ``--n`` documents, one built (a short decoder traini
 plays no part in adding), one not; then ``--extra`` more documents are added to each in batches
 of ``--batch``. ``built_over_unbuilt`` is the slowdown that docids cost.
 
-    python benchmarks/add_after_build.py [--n 100000] [--extra 5120] [--batch 256] [--json]
+    python -m benchmarks.add_after_build [--n 100000] [--extra 5120] [--batch 256] [--json]
 """
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import parser, report
-
+from benchmarks._common import parser, report
 from mmgr_qdrant import MultimodalRetriever
 
 

@@ -5,8 +5,8 @@ residual k-means, (modality, c1, c2, tie-break), like the ``rq`` scheme. The dec
 on the indexing pairs under a time budget; then beam search is timed for single queries and for
 batches, side by side with one decoder forward pass (the floor a beam search cannot beat).
 
-    python benchmarks/beam.py                 # table
-    python benchmarks/beam.py --json          # table, then one JSON line last
+    python -m benchmarks.beam                 # table
+    python -m benchmarks.beam --json          # table, then one JSON line last
 
 Figures are ratios in one run on a shared machine, not timed tests.
 """

@@ -7,7 +7,7 @@ level usage / perplexity / largest bucket, collisions before the tie-break, puri
 level against the true concepts, and ``xmodal`` = share of (text, image) pairs of one item whose
 semantic codes agree at level 1 (what lets a text query reach image docids).
 
-    python benchmarks/docids.py [--n 100000] [--schemes rq,rq+bal,...] [--json]
+    python -m benchmarks.docids [--n 100000] [--schemes rq,rq+bal,...] [--json]
 
 Run it alone: the machines are shared, so compare the rows of one run, not runs.
 """

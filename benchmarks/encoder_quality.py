@@ -19,7 +19,7 @@ Needs the Debian packages ``openclipart-png``, ``openclipart-svg`` and ``dataset
 
 Usage::
 
-    python benchmarks/encoder_quality.py [--head PATH] [--fmnist-limit N] [--json]
+    python -m benchmarks.encoder_quality [--head PATH] [--fmnist-limit N] [--json]
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import argparse
 import json
 import logging
 import os
-import sys
 import time
 from importlib import resources
 from pathlib import Path
@@ -37,13 +36,10 @@ import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "scripts"))
-
-import prepare_data as data
 
 from mmgr_qdrant.encoders.lit import LitEncoder, image_backbone, image_features, text_embeddings
 from mmgr_qdrant.training import recall_at_k
+from scripts import prepare_data as data
 
 FMNIST_PROMPT = "a photo of a {}."
 

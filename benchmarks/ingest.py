@@ -7,20 +7,19 @@ Measures, in one run:
   ``qdrant_edge`` upsert of the same vectors (``edge_upsert_vs_raw``);
 - median dense top-10 query time on Edge and on QdrantClient local mode.
 
-Run: ``.venv/bin/python benchmarks/ingest.py [--json] [--images 512] [--vectors 50000]``
+Run: ``.venv/bin/python -m benchmarks.ingest [--json] [--images 512] [--vectors 50000]``
 """
 
 from __future__ import annotations
 
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
-from _common import parser, report, timed
+
+from benchmarks._common import parser, report, timed
 
 
 def main() -> None:

@@ -17,22 +17,21 @@ embeddings cached under ``.cache/bench``):
 
 Target: ``new_docs_recall_hybrid`` >= 0.95 x ``new_docs_recall_dense``.
 
-    python benchmarks/living.py [--json] [--time-budget 90] [--add-batch 100]
+    python -m benchmarks.living [--json] [--time-budget 90] [--add-batch 100]
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
-from _common import parser, report, timed
+
+from benchmarks._common import parser, report, timed
 
 
 def measure(r: Any, mode: str, new_x: np.ndarray, new_ids: list[int], prompts: np.ndarray, prompt_cls: np.ndarray,
@@ -59,9 +58,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (0: torch default); 1 is faster on a busy 2-core machine")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    import _data
     import torch
 
+    from benchmarks import _data
     from mmgr_qdrant import MultimodalRetriever
 
     if args.threads:

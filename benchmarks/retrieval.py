@@ -22,8 +22,8 @@ against the exact top-10, filter fraction, per-stage latency (decode, filter + r
 beside dense search on the same engine, single queries and batches of 64; build time (fit +
 train) and peak memory (VmHWM, reset before each build).
 
-    python benchmarks/retrieval.py                    # everything (about 15 min on 2 busy cores)
-    python benchmarks/retrieval.py --skip-1m --json   # real data + 100k, table then one JSON line
+    python -m benchmarks.retrieval                    # everything (about 15 min on 2 busy cores)
+    python -m benchmarks.retrieval --skip-1m --json   # real data + 100k, table then one JSON line
 
 Figures are ratios within one run on a shared machine; they are never timed tests.
 """
@@ -34,15 +34,14 @@ import gc
 import logging
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
-from _common import parser, report
+
+from benchmarks._common import parser, report
 
 TARGETS = {"hybrid_over_dense": 0.99, "filter_fraction": 0.10, "beam_1q_ms": 3.0, "beam_batch_ms_per_query": 0.5,
            "hybrid_over_dense_latency": 2.0, "build_100k_s": 300.0}
@@ -186,7 +185,7 @@ def build_real(name: str, x: np.ndarray, encoder: Any, root: Path, args: Any) ->
 
 
 def run_real(args: Any, root: Path) -> list[dict[str, Any]]:
-    import _data
+    from benchmarks import _data
 
     encoder = _data.load_encoder(args.encoder)
     tasks = []

@@ -37,7 +37,7 @@ P@10 - 1 and ``gain+cap`` against ``best_dense+cap``. Target: gain >= 0.20 on AN
 
 Embeddings are cached under ``.cache/setops/`` (git-ignored).
 
-    python benchmarks/setops.py [--corpus sample|debian|both] [--sweep] [--no-caption-docs] [--json]
+    python -m benchmarks.setops [--corpus sample|debian|both] [--sweep] [--no-caption-docs] [--json]
 """
 
 from __future__ import annotations
@@ -46,7 +46,6 @@ import hashlib
 import itertools
 import json
 import logging
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -56,12 +55,9 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common
+from benchmarks import _common
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "scripts"))
 
 from mmgr_qdrant import MultimodalRetriever
 from mmgr_qdrant.setops import ConceptCutoff, Q
@@ -82,7 +78,7 @@ def sample_corpus() -> dict[str, Any]:
 
 
 def debian_corpus(n: int, seed: int = 0) -> dict[str, Any] | None:
-    import prepare_data as data
+    from scripts import prepare_data as data
 
     if not (data.OPENCLIPART / "png").is_dir() or not (data.OPENCLIPART / "svg").is_dir():
         return None

@@ -6,11 +6,14 @@ with the store, config and loaded build they need; nothing here imports the retr
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
 import os
+import re
 import time
+import uuid
 import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -20,15 +23,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._version import __version__
-from .config import FORMAT_VERSION, IndexConfig
-from .errors import ArtifactError, InputError
+from .config import CONFIG_BLOB, FORMAT_VERSION, IndexConfig
+from .errors import ArtifactError, ConfigError, InputError, MMGRError
 from .filters import Filter, Match, Range
 from .progress import ProgressCallback, null_progress
-from .types import F_MODALITY, RESERVED_KEY
+from .store.base import Store
+from .types import F_MODALITY, RESERVED_KEY, normalize_id
 
 if TYPE_CHECKING:
     from .generative import GenerativeIndex
-    from .store.base import Store
     from .types import Hit
 
 # Hybrid search of a batch of query vectors (k=10), for the recall probe.
@@ -145,35 +148,206 @@ def export_index(store: Store, config: IndexConfig, file: str | Path, progress: 
     return path
 
 
-def read_export(file: str | os.PathLike[str]) -> tuple[dict[str, Any], IndexConfig, zipfile.ZipFile]:
-    """Open an export file and check its format; the caller closes the returned zip."""
+# Blobs an export may carry: the build manifest and the build bundles (``config.json`` travels
+# as the archive's own ``config.json``). A name outside these is refused before anything is written.
+KNOWN_BLOBS: tuple[str, ...] = (r"build\.json", r"build-\d+(?:-\d+)?(?:-[0-9a-f]+)?\.zip")
+_SAFE_BLOB = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*")
+_PAGE = re.compile(r"points/(\d{6})\.(npy|jsonl)")
+
+
+@dataclass(frozen=True)
+class ExportArchive:
+    """An export file checked whole by :func:`read_export`; the caller closes ``zip``.
+
+    Attributes:
+        path: the file.
+        manifest: its ``manifest.json``.
+        config: the exported index's config.
+        pages: the points pages, as ``points/NNNNNN`` stems with both a ``.npy`` and a ``.jsonl``.
+        blobs: the blob names (under ``blobs/``), each safe and known.
+        zip: the open archive.
+    """
+
+    path: Path
+    manifest: dict[str, Any]
+    config: IndexConfig
+    pages: list[str]
+    blobs: list[str]
+    zip: zipfile.ZipFile
+
+    def close(self) -> None:
+        self.zip.close()
+
+
+def read_export(file: str | os.PathLike[str]) -> ExportArchive:
+    """Open an export file and check all of it before anything is imported.
+
+    Checks the manifest, the config, that every points page has both its vectors and its rows,
+    and that every blob name is safe and one the library writes (and that the build manifest's
+    bundle is in the file). The archive is closed on any error.
+
+    Args:
+        file: the export file written by :func:`export_index`.
+
+    Returns:
+        The checked, open archive; the caller closes it.
+
+    Raises:
+        InputError: the file does not exist.
+        ArtifactError: the file is not an mmgr export, or is incomplete or inconsistent.
+    """
     path = Path(file).expanduser()
     if not path.is_file():
         raise InputError(f"Export file {str(path)!r} does not exist; check the path.")
+    where = repr(str(path))
     try:
         z = zipfile.ZipFile(path)
-        manifest = json.loads(z.read("manifest.json"))
-        config = IndexConfig.from_json(z.read("config.json"), where=f"in {str(path)!r}")
-    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
-        raise ArtifactError(f"{str(path)!r} is not an mmgr export ({exc}); export it again with `mmgr export`.") from exc
-    if manifest.get("format") != EXPORT_FORMAT:
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ArtifactError(f"{where} is not an mmgr export ({exc}); export it again with `mmgr export`.") from exc
+    try:
+        return _check_export(path, z, where)
+    except BaseException:
         z.close()
-        raise ArtifactError(f"{str(path)!r} is not an mmgr export (format {manifest.get('format')!r}); export it again with `mmgr export`.")
-    return manifest, config, z
+        raise
 
 
-def import_points(store: Store, z: zipfile.ZipFile, total: int, progress: ProgressCallback | None = None) -> None:
-    """Copy the points and blobs of an export into an empty, freshly created index."""
+def _check_export(path: Path, z: zipfile.ZipFile, where: str) -> ExportArchive:
+    try:
+        manifest = json.loads(z.read("manifest.json"))
+        if not isinstance(manifest, dict):
+            raise TypeError("manifest.json is not an object")
+        if manifest.get("format") != EXPORT_FORMAT:
+            raise ArtifactError(f"{where} is not an mmgr export (format {manifest.get('format')!r}); export it again with `mmgr export`.")
+        points = manifest.get("points", 0)
+        if isinstance(points, bool) or not isinstance(points, int) or points < 0:
+            raise ValueError(f"manifest.json has points={points!r}")
+        config = IndexConfig.from_json(z.read("config.json"), where=f"in {where}")
+    except ArtifactError:
+        raise
+    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, UnicodeDecodeError, OSError, RuntimeError) as exc:
+        raise ArtifactError(f"{where} is not an mmgr export ({exc}); export it again with `mmgr export`.") from exc
+    names = [n for n in z.namelist() if not n.endswith("/")]
+    halves: dict[str, set[str]] = {}
+    blobs: list[str] = []
+    for name in names:
+        if name in ("manifest.json", "config.json"):
+            continue
+        page = _PAGE.fullmatch(name)
+        if page is not None:
+            halves.setdefault(f"points/{page.group(1)}", set()).add(page.group(2))
+        elif name.startswith("blobs/"):
+            blob = name[len("blobs/"):]
+            if not _SAFE_BLOB.fullmatch(blob) or not any(re.fullmatch(p, blob) for p in KNOWN_BLOBS):
+                raise ArtifactError(f"{where} holds an unexpected blob {blob!r}; import only files written by `mmgr export`.")
+            blobs.append(blob)
+        else:
+            raise ArtifactError(f"{where} holds an unexpected entry {name!r}; import only files written by `mmgr export`.")
+    broken = sorted(stem for stem, kinds in halves.items() if kinds != {"npy", "jsonl"})
+    if broken:
+        raise ArtifactError(f"{where} is incomplete: points page {broken[0]!r} lacks its vectors or its rows; export the index again.")
+    if "build.json" in blobs:
+        try:
+            build = json.loads(z.read("blobs/build.json"))
+            bundle, digest = str(build["blob"]), str(build["sha256"])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ArtifactError(f"{where} has a corrupt build manifest ({exc}); export the index again.") from exc
+        if bundle not in blobs:
+            raise ArtifactError(f"{where} is incomplete: its build manifest names {bundle!r}, which it does not hold; export the index again.")
+        if hashlib.sha256(z.read(f"blobs/{bundle}")).hexdigest() != digest:
+            raise ArtifactError(f"{where} has a build bundle {bundle!r} that fails its checksum; export the index again.")
+    return ExportArchive(path, manifest, config, sorted(halves), sorted(blobs), z)
+
+
+def import_export(
+    file: str | os.PathLike[str],
+    name: str | None,
+    make_store: Callable[[str], Store],
+    progress: ProgressCallback | None = None,
+) -> tuple[Store, IndexConfig]:
+    """Create a collection from an export file: all of it, or nothing.
+
+    The archive is checked whole first; the target must not exist; on any failure after the
+    target was created, the target is dropped, so a retry starts clean.
+
+    Args:
+        file: the export file.
+        name: the target collection; ``None`` keeps the exported name.
+        make_store: builds the (unopened) store for a collection name.
+        progress: called with ``("import", done, total, {})`` as points are written.
+
+    Returns:
+        The open store and the target's config (the exported config, renamed).
+
+    Raises:
+        ArtifactError: the file is not an mmgr export, or is incomplete or inconsistent.
+        ConfigError: the target collection already exists.
+    """
+    archive = read_export(file)
+    try:
+        target = name or archive.config.collection
+        store = make_store(target)
+        try:
+            if store.exists():
+                raise ConfigError(f"Collection {target!r} already exists; import under another name or drop it first.")
+            clear_orphan(store)
+        except BaseException:
+            store.close()
+            raise
+        # The imported builds carry the exported index's id; an export from before ids gets a new one.
+        config = archive.config.with_(collection=target, index_id=archive.config.index_id or str(uuid.uuid4()))
+        try:
+            store.create(config.dim)
+            _import_points(store, archive, config.dim, progress)
+            for blob in archive.blobs:
+                store.put_blob(blob, archive.zip.read(f"blobs/{blob}"))
+            store.put_blob(CONFIG_BLOB, config.to_json().encode())  # last: a collection without it is not an index
+            store.flush()
+        except BaseException:
+            _drop_quietly(store, target)
+            raise
+    finally:
+        archive.close()
+    return store, config
+
+
+def _import_points(store: Store, archive: ExportArchive, dim: int, progress: ProgressCallback | None) -> None:
     report = progress or null_progress
-    pages = sorted(n for n in z.namelist() if n.startswith("points/") and n.endswith(".npy"))
+    total = int(archive.manifest.get("points", 0))
     done = 0
-    for name in pages:
-        vecs = np.load(io.BytesIO(z.read(name)), allow_pickle=False)
-        rows = [json.loads(line) for line in z.read(name[:-4] + ".jsonl").decode().splitlines() if line]
-        store.upsert([row["id"] for row in rows], vecs, [row["payload"] for row in rows])
+    for stem in archive.pages:
+        try:
+            vecs = np.load(io.BytesIO(archive.zip.read(stem + ".npy")), allow_pickle=False)
+            rows = [json.loads(line) for line in archive.zip.read(stem + ".jsonl").decode().splitlines() if line]
+            ids = [normalize_id(row["id"]) for row in rows]
+            payloads = [row["payload"] for row in rows]
+            if vecs.ndim != 2 or vecs.shape != (len(rows), dim) or not all(isinstance(p, dict) for p in payloads):
+                raise ValueError(f"vectors of shape {vecs.shape} for {len(rows)} rows of dimension {dim}")
+        except (KeyError, ValueError, TypeError, UnicodeDecodeError, zipfile.BadZipFile, OSError, MMGRError) as exc:
+            raise ArtifactError(f"{str(archive.path)!r} has a corrupt points page {stem!r} ({exc}); export the index again.") from exc
+        store.upsert(ids, vecs, payloads)
         done += len(rows)
         report("import", done, total, {})
-    for name in z.namelist():
-        if name.startswith("blobs/") and name != "blobs/":
-            store.put_blob(name[len("blobs/"):], z.read(name))
-    store.flush()
+
+
+def clear_orphan(store: Store) -> None:
+    """Delete what a collection deleted outside mmgr left behind (its saved config and builds).
+
+    Call it only when the collection itself does not exist, so nothing live is touched; without
+    it, a new index of the same name would load the old index's build.
+    """
+    left = store.list_blobs()
+    if left:
+        logger.warning(
+            "collection %r was deleted outside mmgr but its saved index data remained (%d blobs); clearing it for the new index",
+            store.collection, len(left),
+        )
+        for name in left:
+            store.delete_blob(name)
+
+
+def _drop_quietly(store: Store, target: str) -> None:
+    try:
+        store.drop()
+        store.close()
+    except (MMGRError, OSError) as exc:  # the original error matters more; say what is left behind
+        logger.warning("could not drop the half-imported collection %r (%s); drop it before importing again", target, exc)

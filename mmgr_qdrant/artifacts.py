@@ -13,6 +13,8 @@ import hashlib
 import io
 import json
 import logging
+import re
+import uuid
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .config import FORMAT_VERSION
-from .errors import ArtifactError
+from .errors import ArtifactError, MMGRError
 from .store.base import Store
 
 logger = logging.getLogger(__name__)
@@ -115,24 +117,49 @@ def next_generation(store: Store) -> int:
 def save_build(store: Store, art: BuildArtifacts) -> None:
     """Write ``art`` as generation ``art.generation``, then switch the manifest to it.
 
-    The bundle of the previous generation is removed only after the switch.
+    The bundle's name is unique to this write, so two builders never overwrite each other's
+    bundle; after the switch, only bundles of older (generation, revision) pairs are removed,
+    never one another builder may be about to switch to. If a newer build switched the manifest
+    while this one was writing, this one leaves it in place and removes its own bundle.
     """
     generation = art.generation
     data = pack(art)
     current = read_manifest_quiet(store)
     revision = int(current.get("revision", 0)) + 1 if current else 1
     # A retrain keeps the generation (the docids) and bumps the revision (the decoder).
-    blob = f"build-{generation:06d}-{revision:04d}.zip"
+    blob = f"build-{generation:06d}-{revision:04d}-{uuid.uuid4().hex[:12]}.zip"
     store.put_blob(blob, data)
+    latest = read_manifest_quiet(store)
+    if latest is not None and _order(latest) > (generation, revision):
+        store.delete_blob(blob)
+        logger.warning("build generation %d revision %d was superseded by a newer build while saving; kept the newer one",
+                       generation, revision)
+        return
     manifest = {
         "generation": generation, "revision": revision, "blob": blob, "sha256": hashlib.sha256(data).hexdigest(),
         "size": len(data), "format_version": FORMAT_VERSION, "index_id": art.info.get("index_id"),
     }
     store.put_blob(MANIFEST, json.dumps(manifest).encode())  # the switch
-    for name in store.list_blobs():
-        if name.startswith("build-") and name.endswith(".zip") and name != blob:
-            store.delete_blob(name)
+    try:
+        for name in store.list_blobs():
+            order = _bundle_order(name)
+            if order is not None and name != blob and order < (generation, revision):
+                store.delete_blob(name)
+    except MMGRError as exc:  # the new build is in place; an old bundle left behind only costs space
+        logger.warning("could not remove an earlier build bundle of collection %r (%s)", store.collection, exc)
     logger.info("saved build generation %d (%d bytes)", generation, len(data))
+
+
+def _order(manifest: dict[str, Any]) -> tuple[int, int]:
+    return int(manifest["generation"]), int(manifest.get("revision", 0))
+
+
+def _bundle_order(name: str) -> tuple[int, int] | None:
+    """``(generation, revision)`` of a bundle's blob name, ``None`` for other blobs."""
+    match = re.fullmatch(r"build-(\d+)(?:-(\d+))?(?:-[0-9a-f]+)?\.zip", name)
+    if match is None:
+        return None
+    return int(match.group(1)), int(match.group(2) or 0)
 
 
 def read_manifest_quiet(store: Store) -> dict[str, Any] | None:

@@ -14,6 +14,9 @@ FORMAT_VERSION = 1
 
 DEFAULT_ENCODER = "lit:default"
 
+CONFIG_BLOB = "config.json"
+"""The blob that holds an index's saved :class:`IndexConfig`; an index without it is not an mmgr index."""
+
 
 @dataclass(frozen=True)
 class HybridConfig:

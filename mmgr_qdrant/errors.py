@@ -66,8 +66,19 @@ class QuerySyntaxError(InputError):
         self.position = position
 
 
-def missing_dependency(package: str, extra: str) -> MissingDependencyError:
-    """Build the error raised when an optional dependency is absent."""
+def missing_dependency(package: str, extra: str | None) -> MissingDependencyError:
+    """Build the error raised when a dependency is absent.
+
+    Args:
+        package: the distribution(s) to install, as ``pip`` names them.
+        extra: the ``mmgr-qdrant`` extra that brings it, or ``None`` for a core dependency
+            (one that a plain ``pip install mmgr-qdrant`` installs).
+    """
+    if extra is None:
+        return MissingDependencyError(
+            f"The dependency {package!r} is not installed; install it with `pip install {package}` "
+            "(a plain `pip install mmgr-qdrant` brings it)."
+        )
     return MissingDependencyError(
         f"The optional dependency {package!r} is not installed; "
         f"install it with `pip install 'mmgr-qdrant[{extra}]'`."

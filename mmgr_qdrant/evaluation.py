@@ -10,7 +10,7 @@ All modes run the same queries in one pass, query by query in turn, so the figur
 shared, noisy machine (a slow moment hits every mode alike). Uses only the public retriever API.
 
 Example:
-    >>> report = evaluate(r, [{"query": "a red car", "relevant": [car_id]}], k=10)
+    >>> report = evaluate_search(r, [{"query": "a red car", "relevant": [car_id]}], k=10)
     >>> report.modes["hybrid"].recall, report.ratio("recall", "hybrid", "dense")
 """
 
@@ -88,7 +88,7 @@ class ModeMetrics:
 
 @dataclass(frozen=True)
 class EvalReport:
-    """What :func:`evaluate` measured.
+    """What :func:`evaluate_search` measured.
 
     Attributes:
         k: the cut-off.
@@ -198,7 +198,7 @@ def load_queries(file: str | Path, *, label_field: str = DEFAULT_LABEL_FIELD) ->
     return parse_queries(records, label_field=label_field, where=repr(str(path)))
 
 
-def evaluate(
+def evaluate_search(
     retriever: MultimodalRetriever,
     queries: Sequence[EvalQuery | Mapping[str, Any]],
     *,
@@ -349,4 +349,7 @@ def _norm(pid: Any) -> PointId:
     return normalize_id(pid)
 
 
-__all__ = ["ALL_MODES", "EvalQuery", "EvalReport", "ModeMetrics", "evaluate", "load_queries", "parse_queries"]
+evaluate = evaluate_search
+"""Alias of :func:`evaluate_search`, the name it had before (``setops`` has an ``evaluate`` too)."""
+
+__all__ = ["ALL_MODES", "EvalQuery", "EvalReport", "ModeMetrics", "evaluate", "evaluate_search", "load_queries", "parse_queries"]

@@ -459,7 +459,7 @@ def train_encoder(
         import torch
         import torch.nn.functional as F
     except ImportError as exc:
-        raise missing_dependency("torch", "lit") from exc
+        raise missing_dependency("torch", None) from exc
     if epochs < 1 or batch_size < 2 or lr <= 0 or hidden < 0 or not 0 <= val_fraction < 0.5 or not 16 <= resolution <= 1024:
         raise ConfigError(
             f"Invalid training settings (epochs={epochs}, batch_size={batch_size}, lr={lr}, hidden={hidden}, "

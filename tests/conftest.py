@@ -10,12 +10,11 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import numpy as np
 import pytest
 
 from mmgr_qdrant import MultimodalRetriever
+from tests.helpers import TINY
 
-TINY = "open_clip:mmgr-tiny/none"
 # Every backend-parametrized test also runs against a live server when QDRANT_URL is set.
 SERVER_URL = os.environ.get("QDRANT_URL")
 BACKENDS = ["edge", "local"] + (["server"] if SERVER_URL else [])
@@ -68,9 +67,3 @@ def retriever(connect: Callable[..., dict[str, Any]], tiny_encoder: Any) -> Iter
     r = MultimodalRetriever.create("docs", encoder=tiny_encoder, **connect())
     yield r
     r.close()
-
-
-def make_image(seed: int, size: int = 40) -> np.ndarray:
-    """A deterministic RGB test image."""
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, 255, size=(size, size, 3), dtype=np.uint8)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mmgr_qdrant import ArtifactError, CollectionNotFoundError, ConfigError, MultimodalRetriever, NotBuiltError, NotFoundError
-from tests.test_generative import DECODER, clustered
+from tests.helpers import DECODER, clustered
 
 
 @pytest.fixture

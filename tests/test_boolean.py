@@ -1,7 +1,7 @@
 """Boolean queries and cross-modal links against real stores, on both backends.
 
 The algebra laws are checked on the sets Qdrant returns, against the sets computed in Python
-from the stored payloads with ``setops.evaluate``.
+from the stored payloads with ``setops.evaluate_filter``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 
 from mmgr_qdrant import InputError, MultimodalRetriever, NotBuiltError, NotFoundError
 from mmgr_qdrant.generative import retag
-from mmgr_qdrant.setops import Q, evaluate
-from tests.test_generative import DECODER, clustered
+from mmgr_qdrant.setops import Q, evaluate_filter
+from tests.helpers import DECODER, clustered
 
 
 @pytest.fixture(scope="module", params=["edge", "local"])
@@ -48,7 +48,7 @@ def qdrant_set(r: MultimodalRetriever, expr: Any) -> set[Any]:
 
 def python_set(r: MultimodalRetriever, expr: Any) -> set[Any]:
     compiled = r.compile(expr, allow_negative_only=True)
-    return evaluate(retag(compiled.filter, r.index.generative.generation), stored(r))  # type: ignore[union-attr]
+    return evaluate_filter(retag(compiled.filter, r.index.generative.generation), stored(r))  # type: ignore[union-attr]
 
 
 ATOMS = {
@@ -132,7 +132,7 @@ def test_concepts_need_a_build(retriever: MultimodalRetriever) -> None:
 
 
 def test_links_both_ways_related_and_cleanup(retriever: MultimodalRetriever) -> None:
-    from tests.conftest import make_image
+    from tests.helpers import make_image
 
     img_ids = retriever.add_images([make_image(1), make_image(2)], captions=["a red square", "a blue circle"], caption_docs=True)
     assert retriever.count("text") == 2

@@ -10,7 +10,7 @@ import pytest
 
 from mmgr_qdrant.encoders import available_encoders, get_encoder
 from mmgr_qdrant.errors import ConfigError, EncoderError, InputError, MissingDependencyError
-from tests.conftest import make_image
+from tests.helpers import make_image
 
 
 def test_registry_lists_prefixes() -> None:

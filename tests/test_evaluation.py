@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from mmgr_qdrant import Hit, InputError, NotBuiltError
-from mmgr_qdrant.evaluation import EvalQuery, evaluate, load_queries, parse_queries
+from mmgr_qdrant.evaluation import EvalQuery, evaluate_search, load_queries, parse_queries
 from mmgr_qdrant.setops import Expr, FieldEq
 
 # documents 1..6; labels in payloads
@@ -49,7 +49,7 @@ def _hit(i: int) -> Hit:
 
 
 def test_metrics_by_relevant_ids() -> None:
-    report = evaluate(FakeRetriever(), [{"query": "cats", "relevant": [1, 2, 5]}, {"query": "dogs", "relevant": ["3", 4]}], k=2)
+    report = evaluate_search(FakeRetriever(), [{"query": "cats", "relevant": [1, 2, 5]}, {"query": "dogs", "relevant": ["3", 4]}], k=2)
     d = report.modes["dense"]
     # cats: top2 [1,3] -> 1 relevant, rank 1; dogs: top2 [1,2] -> 0 relevant
     assert d.precision == pytest.approx((1 / 2 + 0) / 2)
@@ -69,7 +69,7 @@ def test_metrics_by_relevant_ids() -> None:
 
 
 def test_metrics_by_label_and_skipped_queries() -> None:
-    report = evaluate(
+    report = evaluate_search(
         FakeRetriever(),
         [{"query": "cats", "label": "cat"}, {"query": "dogs", "label": "fish"}],
         k=3,
@@ -85,23 +85,23 @@ def test_metrics_by_label_and_skipped_queries() -> None:
 
 def test_modes_not_built_are_listed_unless_asked() -> None:
     r = FakeRetriever(built=False)
-    report = evaluate(r, [{"query": "cats", "relevant": [1]}], k=1)
+    report = evaluate_search(r, [{"query": "cats", "relevant": [1]}], k=1)
     assert list(report.modes) == ["dense"]
     assert set(report.unavailable) == {"hybrid", "generative"}
     with pytest.raises(NotBuiltError):
-        evaluate(r, [{"query": "cats", "relevant": [1]}], k=1, modes=["hybrid"])
+        evaluate_search(r, [{"query": "cats", "relevant": [1]}], k=1, modes=["hybrid"])
 
 
 def test_bad_input() -> None:
     with pytest.raises(InputError):
-        evaluate(FakeRetriever(), [{"query": "cats"}])  # neither relevant nor label
+        evaluate_search(FakeRetriever(), [{"query": "cats"}])  # neither relevant nor label
     with pytest.raises(InputError):
-        evaluate(FakeRetriever(), [{"query": "cats", "relevant": [1]}], k=0)
+        evaluate_search(FakeRetriever(), [{"query": "cats", "relevant": [1]}], k=0)
     with pytest.raises(InputError):
-        evaluate(FakeRetriever(), [{"query": "cats", "relevant": [1]}], modes=["psychic"])
+        evaluate_search(FakeRetriever(), [{"query": "cats", "relevant": [1]}], modes=["psychic"])
     with pytest.raises(InputError):
         parse_queries([{"query": "a", "image": "b.png", "relevant": [1]}])
-    assert math.isnan(evaluate(FakeRetriever(), [{"query": "dogs", "label": "fish"}], modes=["dense"]).modes["dense"].recall)
+    assert math.isnan(evaluate_search(FakeRetriever(), [{"query": "dogs", "label": "fish"}], modes=["dense"]).modes["dense"].recall)
 
 
 def test_load_queries_reads_jsonl(tmp_path: Path) -> None:
@@ -119,7 +119,7 @@ def test_evaluate_on_a_real_index(retriever: Any, tiny_encoder: Any) -> None:
     ids = retriever.add_texts(
         ["a red car", "a blue boat", "a green tree"], payloads=[{"label": "car"}, {"label": "boat"}, {"label": "tree"}]
     )
-    report = evaluate(retriever, [{"query": "a red car", "relevant": [ids[0]]}, {"query": "a blue boat", "label": "boat"}], k=3)
+    report = evaluate_search(retriever, [{"query": "a red car", "relevant": [ids[0]]}, {"query": "a blue boat", "label": "boat"}], k=3)
     assert list(report.modes) == ["dense"]  # not built: dense only
     assert report.modes["dense"].recall == pytest.approx(1.0)  # three documents, k=3
     assert report.modes["dense"].mrr == pytest.approx(1.0)  # exact text match ranks first

@@ -12,17 +12,7 @@ import numpy as np
 import pytest
 
 from mmgr_qdrant import ArtifactError, MultimodalRetriever, NotBuiltError
-
-N_CLUSTERS, PER = 12, 25
-DECODER = {"epochs": 8, "patience": 3}
-
-
-def clustered(dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(size=(N_CLUSTERS, dim))
-    labels = np.repeat(np.arange(N_CLUSTERS), PER)
-    x = centers[labels] + 0.25 * rng.normal(size=(len(labels), dim))
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), labels
+from tests.helpers import DECODER, clustered
 
 
 def _make_built(kwargs: dict[str, Any], encoder: Any) -> Any:

@@ -11,7 +11,7 @@ from PIL import Image
 
 from mmgr_qdrant import InputError
 from mmgr_qdrant.images import load_image
-from tests.conftest import make_image
+from tests.helpers import make_image
 
 
 def _png_bytes() -> bytes:

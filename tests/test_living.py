@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 
 from mmgr_qdrant import MultimodalRetriever
-from tests.conftest import TINY
-from tests.test_generative import DECODER, clustered
+from tests.helpers import DECODER, TINY, clustered
 
 INGEST = textwrap.dedent(
     """

@@ -21,7 +21,7 @@ from mmgr_qdrant import (
     MultimodalRetriever,
     NotFoundError,
 )
-from tests.conftest import TINY, make_image
+from tests.helpers import TINY, make_image
 
 TEXTS = ["a red car on a road", "a bowl of fruit", "a cat sleeping on a sofa", "mountains under snow"]
 

@@ -13,7 +13,7 @@ from mmgr_qdrant import MultimodalRetriever, Q
 from mmgr_qdrant.errors import ArtifactError, InputError, MMGRError, NotFoundError
 from mmgr_qdrant.payload import LibraryFields
 from mmgr_qdrant.types import RESERVED_KEY
-from tests.conftest import make_image
+from tests.helpers import make_image
 
 DECODER = {"epochs": 3, "patience": 2}
 Connect = Callable[..., dict[str, Any]]

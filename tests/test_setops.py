@@ -1,6 +1,6 @@
 """Tests of the set algebra: Expr expressions, the string syntax, compilation, cut-off and laws.
 
-The algebra laws are checked with ``evaluate`` on a random payload corpus, against a reference
+The algebra laws are checked with ``evaluate_filter`` on a random payload corpus, against a reference
 interpreter that computes each atom's set directly; a sibling test runs them on real stores.
 """
 
@@ -39,7 +39,7 @@ from mmgr_qdrant.setops import (
     Q,
     Text,
     compile_expr,
-    evaluate,
+    evaluate_filter,
     filter_to_dict,
     matches,
     parse,
@@ -208,7 +208,7 @@ def ev(expr: Expr, resolver: FakeResolver) -> set[PointId]:
     except InputError as exc:
         assert "can match no document" in str(exc)
         return set()
-    return evaluate(compiled, CORPUS)
+    return evaluate_filter(compiled, CORPUS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -547,13 +547,13 @@ def test_compile_concepts_to_prefix_matches(resolver: FakeResolver) -> None:
 def test_compile_filter_structure(query: str, expected: Filter, resolver: FakeResolver) -> None:
     c = compile_expr(query, resolver, allow_negative_only=True)
     assert c.filter == expected
-    assert evaluate(c, CORPUS) == ref(parse(query))
+    assert evaluate_filter(c, CORPUS) == ref(parse(query))
 
 
 def test_compile_everything_is_no_filter(resolver: FakeResolver) -> None:
     c = compile_expr(Q.all(), resolver)
     assert c.filter is None and c.ranking_vector is None
-    assert evaluate(c, CORPUS) == set(CORPUS)
+    assert evaluate_filter(c, CORPUS) == set(CORPUS)
 
 
 def test_negative_only_needs_opt_in(resolver: FakeResolver) -> None:
@@ -649,7 +649,7 @@ def test_atom_resolution_validates() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# evaluate mirrors Qdrant semantics
+# evaluate_filter mirrors Qdrant semantics
 # --------------------------------------------------------------------------------------------
 
 
@@ -667,9 +667,9 @@ def test_matches_semantics() -> None:
     assert matches(HasId((1, 2)), 1, p) and not matches(HasId(("1",)), 1, p)
     assert matches(Filter(), 1, p)
     assert matches(Filter(should=(Match("n", (9,)), Match("n", (3,)))), 1, p)
-    assert evaluate(None, {1: p, 2: {}}) == {1, 2}
-    assert evaluate(Match("n", (3,)), {1: p, 2: {}}) == {1}
-    assert evaluate("modality:image", {1: {"_mmgr": {"modality": "image"}}, 2: {}}) == {1}
+    assert evaluate_filter(None, {1: p, 2: {}}) == {1, 2}
+    assert evaluate_filter(Match("n", (3,)), {1: p, 2: {}}) == {1}
+    assert evaluate_filter("modality:image", {1: {"_mmgr": {"modality": "image"}}, 2: {}}) == {1}
 
 
 # --------------------------------------------------------------------------------------------

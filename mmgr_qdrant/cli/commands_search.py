@@ -307,12 +307,12 @@ def eval_(
 
     Example: mmgr eval queries.jsonl -k 10 --label-field class
     """
-    from ..evaluation import evaluate, load_queries
+    from ..evaluation import evaluate_search, load_queries
 
     c = conn(collection, path, url, api_key)
     qs = load_queries(queries, label_field=label_field)
     with open_index(c) as r, render.status(f"running {len(qs)} queries in each mode ..."):
-        report = evaluate(
+        report = evaluate_search(
             r,
             qs,
             k=k,

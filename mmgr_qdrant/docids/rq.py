@@ -105,8 +105,8 @@ class ResidualQuantizer(SchemeBase):
     def _refine(self, x: np.ndarray, rng: np.random.Generator, progress: ProgressCallback | None) -> None:
         try:
             import torch
-        except ImportError as e:  # pragma: no cover - torch ships with the decoder extra
-            raise missing_dependency("torch", "torch") from e
+        except ImportError as e:  # pragma: no cover - torch is a core dependency
+            raise missing_dependency("torch", None) from e
         seed = int(rng.integers(2**31 - 1))
         gen = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)

@@ -117,14 +117,14 @@ _BUILTIN_LOADED = False
 
 def _load_builtin() -> None:
     # Importing the modules registers their factories; none of them imports torch at import time.
+    # An ImportError here is a bug in the library (optional packages are imported inside the
+    # factories, which turn a missing one into MissingDependencyError): let it propagate rather
+    # than leave the prefix unregistered ("Unknown encoder 'lit:default'").
     global _BUILTIN_LOADED
     if _BUILTIN_LOADED:
         return
-    _BUILTIN_LOADED = True
+    from . import lit as _lit  # noqa: F401
     from . import open_clip as _oc  # noqa: F401
     from . import sentence_transformers as _st  # noqa: F401
 
-    try:
-        from . import lit as _lit  # noqa: F401
-    except ImportError:  # the offline encoder module lands separately
-        logger.debug("lit encoder module not available")
+    _BUILTIN_LOADED = True

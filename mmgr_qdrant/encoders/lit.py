@@ -100,7 +100,7 @@ def _torch() -> Any:
     try:
         import torch
     except ImportError as exc:
-        raise missing_dependency("torch", "lit") from exc
+        raise missing_dependency("torch", None) from exc
     return torch
 
 

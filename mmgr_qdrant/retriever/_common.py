@@ -20,7 +20,6 @@ logger = logging.getLogger(__package__)
 
 SearchMode = Literal["hybrid", "generative", "dense"]
 OnError = Literal["raise", "skip"]
-CONFIG_BLOB = "config.json"
 DEFAULT_PATH = "./mmgr_data"
 
 
@@ -36,14 +35,14 @@ def _make_store(name: str, *, path: Any, client: Any, url: str | None, api_key: 
         except ImportError as exc:
             from ..errors import missing_dependency
 
-            raise missing_dependency("qdrant-client", "client") from exc
+            raise missing_dependency("qdrant-client", None) from exc
         return ClientStore(QdrantClient(url=url, api_key=api_key), name, owns_client=True)
     return EdgeStore(path if path is not None else DEFAULT_PATH, name)
 
 
 
 def _validate_scheme_name(name: str) -> None:
-    from ..docids import available_schemes
+    from ..docids import available_schemes  # an ImportError here is a broken install: never skip the check
 
     if name not in available_schemes():
         raise ConfigError(f"Docid scheme {name!r} is not known; use one of {available_schemes()}.")

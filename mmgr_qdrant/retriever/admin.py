@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
-from ..admin import IndexStats, export_index, import_points, index_stats, read_export
-from ..config import IndexConfig
-from ..errors import CollectionNotFoundError, ConfigError
+from ..admin import IndexStats, clear_orphan, export_index, import_export, index_stats
+from ..config import CONFIG_BLOB, IndexConfig
+from ..errors import CollectionNotFoundError
 from ..progress import ProgressCallback
 from ..store import Store
-from ._common import CONFIG_BLOB, DEFAULT_PATH, _make_store, logger
+from ._common import DEFAULT_PATH, _make_store
 from .search import Search
 from .state import Index
+
+__all__ = ["Admin", "clear_orphan", "drop_collection", "import_collection", "list_collections"]
 
 
 class Admin:
@@ -41,48 +42,8 @@ def import_collection(
     file: str | os.PathLike[str], name: str | None, *, path: Any, client: Any, url: str | None, api_key: str | None,
     progress: ProgressCallback | None,
 ) -> tuple[Store, IndexConfig]:
-    """Create a collection from an export file; a failed import drops what it made. Returns the open store and config."""
-    manifest, config, z = read_export(file)
-    with z:
-        target = name or config.collection
-        store = _make_store(target, path=path, client=client, url=url, api_key=api_key)
-        try:
-            if store.exists():
-                raise ConfigError(f"Collection {target!r} already exists; import under another name or drop it first.")
-            clear_orphan(store)
-            # A new index id unless the export had one: the imported builds carry the exported index's id.
-            config = config.with_(collection=target, index_id=config.index_id or str(uuid.uuid4()))
-        except BaseException:
-            store.close()
-            raise
-        try:
-            store.create(config.dim)
-            store.put_blob(CONFIG_BLOB, config.to_json().encode())
-            import_points(store, z, int(manifest.get("points", 0)), progress)
-        except BaseException:
-            logger.warning("import of %s into %r failed; dropping the half-made collection", file, target)
-            try:
-                store.drop()
-            finally:
-                store.close()
-            raise
-    return store, config
-
-
-def clear_orphan(store: Store) -> None:
-    """Delete what a collection deleted outside mmgr left behind (its saved config and builds).
-
-    Called only when the collection itself does not exist, so nothing live is touched; without
-    this, a new index of the same name would load the old index's build.
-    """
-    left = store.list_blobs()
-    if left:
-        logger.warning(
-            "collection %r was deleted outside mmgr but its saved index data remained (%d blobs); clearing it for the new index",
-            store.collection, len(left),
-        )
-        for name in left:
-            store.delete_blob(name)
+    """Create a collection from an export file, all or nothing; returns the open store and config."""
+    return import_export(file, name, lambda target: _make_store(target, path=path, client=client, url=url, api_key=api_key), progress)
 
 
 def list_collections(*, path: Any, client: Any, url: str | None, api_key: str | None) -> list[str]:

@@ -6,18 +6,17 @@ import os
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
-from typing_extensions import Self
 
-from ..config import DEFAULT_ENCODER, HybridConfig, IndexConfig, check_encoder_matches, check_encoder_weights
+from ..config import CONFIG_BLOB, DEFAULT_ENCODER, HybridConfig, IndexConfig, check_encoder_matches, check_encoder_weights
 from ..encoders.base import Encoder, get_encoder
 from ..errors import ArtifactError, CollectionNotFoundError, ConfigError
 from ..progress import ProgressCallback
 from ..store import Store
 from ..types import AddResult, BuildReport, Hit, PointId
-from ._common import CONFIG_BLOB, DEFAULT_PATH, OnError, SearchMode, _make_store, _validate_scheme_name, logger
+from ._common import DEFAULT_PATH, OnError, SearchMode, _make_store, _validate_scheme_name, logger
 from .admin import Admin, clear_orphan, drop_collection, import_collection, list_collections
 from .build import Builder
 from .ingest import Ingest

@@ -11,18 +11,23 @@ embedding. The whole expression then compiles to one backend-neutral
 :class:`~mmgr_qdrant.filters.Filter` (``must`` / ``should`` / ``must_not``; a prefix set is one
 ``MatchAny`` on the prefix keyword array), and the embeddings of the positive atoms rank the
 documents the filter admits (one vector per conjunction of the expression's disjunctive normal
-form; a document scores by its best one). :func:`evaluate` computes, in Python, the set a filter admits from
+form; a document scores by its best one). :func:`evaluate_filter` computes, in Python, the set a filter admits from
 stored payloads with Qdrant's semantics, for tests and debugging.
 
 This package is pure: it never imports a Qdrant client, an encoder or the decoder.
 
-Submodules (imports flow one way, ``expr`` <- ``syntax`` <- ``compile`` <- ``evaluate``):
+Submodules (imports flow one way: ``expr`` <- ``syntax``, ``cutoff``, ``atoms`` <- ``simplify`` <-
+``ranking`` <- ``explain`` <- ``compile`` <- ``semantics``):
 
 - :mod:`.expr`: :class:`Expr`, :class:`Q`, the node classes and the ``Q.where`` helpers;
 - :mod:`.syntax`: rendering (``str(expr)``), the lexer and :func:`parse`;
-- :mod:`.compile`: :class:`ConceptCutoff`, :func:`select_prefixes`, :class:`Resolver`,
-  :class:`AtomResolution`, :class:`Compiled`, :func:`compile_expr` and :func:`filter_to_dict`;
-- :mod:`.evaluate`: :func:`matches` and :func:`evaluate`.
+- :mod:`.cutoff`: :class:`ConceptCutoff`, the defaults and :func:`select_prefixes` (the cut-off policy);
+- :mod:`.atoms`: the :class:`Resolver` protocol, :class:`AtomResolution`, :class:`CompiledAtom`;
+- :mod:`.simplify`: atoms to conditions, AND / OR / NOT with constants folded and matches merged;
+- :mod:`.ranking`: the ranking terms (disjunctive normal form, bounded by ``MAX_RANKING_TERMS``);
+- :mod:`.explain`: :func:`filter_to_dict` and ``Compiled.explain``;
+- :mod:`.compile`: :class:`Compiled` and :func:`compile_expr` (it re-exports the names above);
+- :mod:`.semantics`: :func:`matches` and :func:`evaluate_filter` (alias ``evaluate``).
 """
 
 from __future__ import annotations
@@ -42,7 +47,6 @@ from .compile import (
     filter_to_dict,
     select_prefixes,
 )
-from .evaluate import evaluate, matches
 from .expr import (
     All,
     And,
@@ -60,7 +64,11 @@ from .expr import (
     Text,
     WhereScalar,
 )
+from .semantics import evaluate_filter, matches
 from .syntax import parse
+
+evaluate = evaluate_filter
+"""Alias of :func:`evaluate_filter`, the name it had before :func:`mmgr_qdrant.evaluation.evaluate_search` took the other ``evaluate``."""
 
 __all__ = [
     "DEFAULT_CUTOFF",
@@ -90,6 +98,7 @@ __all__ = [
     "WhereScalar",
     "compile_expr",
     "evaluate",
+    "evaluate_filter",
     "filter_to_dict",
     "matches",
     "parse",

@@ -423,6 +423,40 @@ class Not(Expr):
 
 _ATOMS = (Text, Image, Ids, Prefix, Modality, FieldEq, FieldRange, All)
 
+# Nesting (parentheses, NOTs, alternating AND/OR) deeper than this is refused: the parser,
+# compiler, renderer and even hashing of a frozen expression recurse once per level, and no
+# sensible query needs more (``a & b & c`` is one AND whatever its length).
+MAX_DEPTH = 100
+
+
+def expr_depth(expr: Expr) -> int:
+    """The nesting depth of ``expr`` (an atom is 1), computed without recursion."""
+    deepest = 0
+    stack: list[tuple[Expr, int]] = [(expr, 1)]
+    while stack:
+        e, d = stack.pop()
+        deepest = max(deepest, d)
+        if isinstance(e, (And, Or)):
+            stack.extend((c, d + 1) for c in e.children)
+        elif isinstance(e, Not):
+            stack.append((e.child, d + 1))
+    return deepest
+
+
+def check_depth(expr: Expr) -> Expr:
+    """Return ``expr``, or raise if it nests deeper than :data:`MAX_DEPTH`.
+
+    Raises:
+        InputError: the expression nests more than :data:`MAX_DEPTH` levels deep.
+    """
+    depth = expr_depth(expr)
+    if depth > MAX_DEPTH:
+        raise InputError(
+            f"The query nests {depth} levels deep, more than the limit of {MAX_DEPTH}; "
+            "flatten it (a & b & c is one AND, and ~~a is a)."
+        )
+    return expr
+
 
 def _where_atoms(key: object, value: object) -> list[Expr]:
     k = _check_key(key)

@@ -15,6 +15,7 @@ from .expr import (
     _PREFIX_RE,
     _RANGE_OPS,
     _U64_MAX,
+    MAX_DEPTH,
     All,
     And,
     Expr,
@@ -29,6 +30,7 @@ from .expr import (
     Q,
     Text,
     WhereScalar,
+    expr_depth,
 )
 
 # --------------------------------------------------------------------------------------------
@@ -334,6 +336,16 @@ def _typed(s: str, quoted: bool) -> WhereScalar:
 class _Parser:
     def __init__(self, text: str, toks: list[_Tok]) -> None:
         self.text, self.toks, self.i = text, toks, 0
+        self.depth = 0  # open parentheses and NOTs around the current term
+
+    def enter(self, tok: _Tok) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise QuerySyntaxError(
+                f"The query nests more than {MAX_DEPTH} parentheses and NOTs deep at position {tok.pos} in {_clip(self.text)!r}; "
+                "flatten it (a AND b AND c needs no parentheses, and NOT NOT a is a).",
+                position=tok.pos,
+            )
 
     def peek(self) -> _Tok:
         return self.toks[self.i]
@@ -362,16 +374,23 @@ class _Parser:
         return Q.all_of(*items)
 
     def parse_not(self, after: _Tok | None) -> Expr:
-        if self.peek().kind == "NOT":
-            op = self.take()
-            return Not(self.parse_not(op))
-        return self.primary(after)
+        nots: list[_Tok] = []
+        while self.peek().kind == "NOT":  # a loop, not recursion: a long run of NOTs is one level each
+            nots.append(self.take())
+            self.enter(nots[-1])
+        expr = self.primary(nots[-1] if nots else after)
+        for _ in nots:
+            expr = Not(expr)
+        self.depth -= len(nots)
+        return expr
 
     def primary(self, after: _Tok | None) -> Expr:
         tok = self.peek()
         if tok.kind == "(":
             self.take()
+            self.enter(tok)
             inner = self.parse_or(tok)
+            self.depth -= 1
             close = self.peek()
             if close.kind != ")":
                 if close.kind == "EOF":
@@ -400,6 +419,10 @@ class _Parser:
         raise self.error(f"a term{where}", tok)
 
 
+def _clip(text: str, n: int = 60) -> str:
+    return text if len(text) <= n else text[:n] + "..."
+
+
 def parse(text: str) -> Expr:
     """Parse a query string into an expression.
 
@@ -418,7 +441,8 @@ def parse(text: str) -> Expr:
 
     Raises:
         QuerySyntaxError: the string is empty or malformed; the message names the 0-based
-            character position (also in ``.position``) and what was expected there.
+            character position (also in ``.position``) and what was expected there; also
+            parentheses and NOTs nested more than ``MAX_DEPTH`` (100) deep.
     """
     if not isinstance(text, str):
         raise InputError(f"parse() got {type(text).__name__}; pass the query as a string.")
@@ -430,4 +454,9 @@ def parse(text: str) -> Expr:
     if tok.kind != "EOF":
         note = " (no '(' is open)" if tok.kind == ")" else ""
         raise parser.error("AND, OR or end of input", tok, note)
+    depth = expr_depth(expr)
+    if depth > MAX_DEPTH:  # alternating AND/OR inside parentheses nests a level more than the parentheses
+        raise QuerySyntaxError(
+            f"The query nests {depth} levels deep, more than the limit of {MAX_DEPTH}, in {_clip(text)!r}; flatten it.", position=0
+        )
     return expr

@@ -37,7 +37,7 @@ def _models() -> Any:
     try:
         from qdrant_client import models
     except ImportError as exc:
-        raise missing_dependency("qdrant-client", "client") from exc
+        raise missing_dependency("qdrant-client", None) from exc
     return models
 
 
@@ -90,7 +90,9 @@ class ClientStore:
         if not self._call(lambda: self.client.collection_exists(self.meta_collection)):
             self._call(lambda: self.client.create_collection(self.meta_collection, vectors_config=m.VectorParams(size=1, distance=m.Distance.DOT)))
             if not self.local:
-                self._call(lambda: self.client.create_payload_index(self.meta_collection, "key", m.PayloadSchemaType.KEYWORD, wait=True))
+                for field in ("key", "blob", "version"):
+                    index = functools.partial(self.client.create_payload_index, self.meta_collection, field, m.PayloadSchemaType.KEYWORD, wait=True)
+                    self._call(index)
 
     def connect(self) -> None:
         """Fail now if the server is unreachable or the collection is missing."""
@@ -175,51 +177,63 @@ class ClientStore:
         return [[to_scored(p, False) for p in r.points] for r in res]
 
     # -- blobs ------------------------------------------------------------------------------
+    # A blob is a pointer point (``{"key", "version", "n"}``, id derived from the key) and chunk
+    # points (``{"blob", "version", "chunk", "n", "data"}``) under a version unique to the writer.
+    # A write stores its chunks first, then switches the pointer (one point, one atomic upsert),
+    # then deletes the chunks of the version it replaced: a failure at any step leaves the old
+    # value readable, and two writers of one key never delete each other's chunks before a switch.
+    # Blobs written before pointers existed (chunks carrying ``key``) are still read.
     def put_blob(self, key: str, data: bytes) -> None:
         m = _models()
         self._ensure_meta()
+        version = uuid.uuid4().hex
         chunks = [data[i : i + _CHUNK] for i in range(0, len(data), _CHUNK)] or [b""]
         points = [
             m.PointStruct(
-                id=str(uuid.uuid5(_NS, f"{key}/{i}")),
+                id=str(uuid.uuid5(_NS, f"{key}/{version}/{i}")),
                 vector=[0.0],
-                payload={"key": key, "chunk": i, "n": len(chunks), "data": base64.b64encode(c).decode("ascii")},
+                payload={"blob": key, "version": version, "chunk": i, "n": len(chunks), "data": base64.b64encode(c).decode("ascii")},
             )
             for i, c in enumerate(chunks)
         ]
-        # Drop stale chunks of a longer earlier value first; callers write new keys (generations) for atomicity.
-        self.delete_blob(key)
-        for start in range(0, len(points), 8):
-            self._call(functools.partial(self.client.upsert, self.meta_collection, points=points[start : start + 8], wait=True))
+        previous = self._pointer(key)
+        try:
+            for start in range(0, len(points), 8):
+                self._call(functools.partial(self.client.upsert, self.meta_collection, points=points[start : start + 8], wait=True))
+            pointer = m.PointStruct(id=_pointer_id(key), vector=[0.0], payload={"key": key, "version": version, "n": len(chunks)})
+            self._call(functools.partial(self.client.upsert, self.meta_collection, points=[pointer], wait=True))  # the switch
+        except BaseException:
+            with contextlib.suppress(Exception):  # best effort: the old value is intact either way
+                self._delete_chunks(key, version)
+            raise
+        try:
+            if previous is not None:
+                self._delete_chunks(key, str(previous["version"]))
+            else:
+                self._delete_legacy(key)
+        except StoreError as exc:  # the new value is in place; leftovers only cost space
+            logger.warning("could not remove the replaced chunks of blob %r (%s)", key, exc)
 
     def get_blob(self, key: str) -> bytes | None:
-        m = _models()
         if not self._call(lambda: self.client.collection_exists(self.meta_collection)):
             return None
-        flt = m.Filter(must=[m.FieldCondition(key="key", match=m.MatchValue(value=key))])
-        parts: dict[int, tuple[int, str]] = {}
-        offset: Any = None
-        while True:
-            rows, offset = self._call(
-                functools.partial(self.client.scroll, self.meta_collection, scroll_filter=flt, limit=64, offset=offset, with_payload=True)
-            )
-            for r in rows:
-                parts[int(r.payload["chunk"])] = (int(r.payload["n"]), r.payload["data"])
-            if offset is None or not rows:
-                break
-        if not parts:
-            return None
-        n = next(iter(parts.values()))[0]
-        if sorted(parts) != list(range(n)):
-            return None  # a half-written blob is treated as absent; checksums upstream catch the rest
-        return b"".join(base64.b64decode(parts[i][1]) for i in range(n))
+        for _ in range(3):  # a writer may switch and delete the chunks under a reader: read again
+            pointer = self._pointer(key)
+            if pointer is None:
+                return self._get_legacy(key)
+            parts = self._chunks(self._blob_filter(key, str(pointer["version"])))
+            n = int(pointer["n"])
+            if sorted(parts) == list(range(n)):
+                return b"".join(base64.b64decode(parts[i][1]) for i in range(n))
+        return None
 
     def delete_blob(self, key: str) -> None:
-        m = _models()
         if not self._call(lambda: self.client.collection_exists(self.meta_collection)):
             return
-        flt = m.Filter(must=[m.FieldCondition(key="key", match=m.MatchValue(value=key))])
-        self._call(lambda: self.client.delete(self.meta_collection, points_selector=m.FilterSelector(filter=flt), wait=True))
+        m = _models()
+        self._call(lambda: self.client.delete(self.meta_collection, points_selector=m.PointIdsList(points=[_pointer_id(key)]), wait=True))
+        self._delete_chunks(key, None)
+        self._delete_legacy(key)
 
     def list_blobs(self) -> list[str]:
         if not self._call(lambda: self.client.collection_exists(self.meta_collection)):
@@ -230,9 +244,55 @@ class ClientStore:
             rows, offset = self._call(
                 functools.partial(self.client.scroll, self.meta_collection, limit=256, offset=offset, with_payload=["key"])
             )
-            keys.update(r.payload["key"] for r in rows)
+            keys.update(r.payload["key"] for r in rows if r.payload and "key" in r.payload)
             if offset is None or not rows:
                 return sorted(keys)
+
+    def _pointer(self, key: str) -> dict[str, Any] | None:
+        rows = self._call(lambda: self.client.retrieve(self.meta_collection, ids=[_pointer_id(key)], with_payload=True))
+        return dict(rows[0].payload) if rows and rows[0].payload and "version" in rows[0].payload else None
+
+    def _blob_filter(self, key: str, version: str | None) -> Any:
+        m = _models()
+        must = [m.FieldCondition(key="blob", match=m.MatchValue(value=key))]
+        if version is not None:
+            must.append(m.FieldCondition(key="version", match=m.MatchValue(value=version)))
+        return m.Filter(must=must)
+
+    def _chunks(self, flt: Any) -> dict[int, tuple[int, str]]:
+        parts: dict[int, tuple[int, str]] = {}
+        offset: Any = None
+        while True:
+            rows, offset = self._call(
+                functools.partial(self.client.scroll, self.meta_collection, scroll_filter=flt, limit=64, offset=offset, with_payload=True)
+            )
+            for r in rows:
+                parts[int(r.payload["chunk"])] = (int(r.payload["n"]), r.payload["data"])
+            if offset is None or not rows:
+                return parts
+
+    def _delete_chunks(self, key: str, version: str | None) -> None:
+        m = _models()
+        flt = self._blob_filter(key, version)
+        self._call(lambda: self.client.delete(self.meta_collection, points_selector=m.FilterSelector(filter=flt), wait=True))
+
+    def _legacy_filter(self, key: str) -> Any:
+        m = _models()
+        return m.Filter(must=[m.FieldCondition(key="key", match=m.MatchValue(value=key)), m.FieldCondition(key="chunk", range=m.Range(gte=0))])
+
+    def _get_legacy(self, key: str) -> bytes | None:
+        parts = self._chunks(self._legacy_filter(key))
+        if not parts:
+            return None
+        n = next(iter(parts.values()))[0]
+        if sorted(parts) != list(range(n)):
+            return None  # a half-written blob is treated as absent; checksums upstream catch the rest
+        return b"".join(base64.b64decode(parts[i][1]) for i in range(n))
+
+    def _delete_legacy(self, key: str) -> None:
+        m = _models()
+        flt = self._legacy_filter(key)
+        self._call(lambda: self.client.delete(self.meta_collection, points_selector=m.FilterSelector(filter=flt), wait=True))
 
     # -- errors -----------------------------------------------------------------------------
     def _call(self, fn: Callable[[], T]) -> T:
@@ -264,6 +324,10 @@ class ClientStore:
 
             return DimensionMismatchError(f"Qdrant refused a vector ({msg}); embed with the collection's encoder.")
         return StoreError(f"Qdrant failed on collection {self.collection!r} ({msg}).")
+
+
+def _pointer_id(key: str) -> str:
+    return str(uuid.uuid5(_NS, f"pointer/{key}"))
 
 
 def classify(exc: Exception) -> str:

@@ -39,7 +39,7 @@ def _edge() -> Any:
     try:
         import qdrant_edge
     except ImportError as exc:  # pragma: no cover - a hard dependency, but keep the message useful
-        raise missing_dependency("qdrant-edge-py", "edge") from exc
+        raise missing_dependency("qdrant-edge-py", None) from exc
     return qdrant_edge
 
 

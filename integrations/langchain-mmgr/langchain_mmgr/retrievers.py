@@ -50,6 +50,9 @@ class MMGRRetriever(BaseRetriever):
         path: folder of an embedded (Qdrant Edge) store.
         url: a Qdrant server URL; ``api_key`` goes with it (read from ``QDRANT_API_KEY`` when unset).
         encoder: the encoder name the index must have been built with; left out, the saved one is used.
+        k: documents to return, as in other LangChain retrievers (``MMGRRetriever(..., k=3)``);
+            left out, ``search_kwargs["k"]`` or the library's default (10) applies. Giving both
+            with different values is an error.
         search_kwargs: default options of ``MultimodalRetriever.search``: ``k``, ``mode``,
             ``modality``, ``where``, ``explain``, ``collapse_links`` (on unless set to False: an
             image and its linked caption come back as one Document); ``invoke(query, k=3)``
@@ -64,6 +67,7 @@ class MMGRRetriever(BaseRetriever):
     url: str | None = None
     api_key: SecretStr | None = Field(default_factory=secret_from_env("QDRANT_API_KEY", default=None))
     encoder: str | None = None
+    k: int | None = None
     search_kwargs: dict[str, Any] = Field(default_factory=dict)
     query_syntax: bool = False
     caption_key: str = "caption"
@@ -89,6 +93,10 @@ class MMGRRetriever(BaseRetriever):
             raise ValueError(
                 "MMGRRetriever needs an index: pass retriever= (an open MultimodalRetriever) "
                 "or collection= with path= (embedded) or url= (Qdrant server)."
+            )
+        if self.k is not None and "k" in self.search_kwargs and self.search_kwargs["k"] != self.k:
+            raise ValueError(
+                f"k={self.k} differs from search_kwargs['k']={self.search_kwargs['k']}; give the number of documents once."
             )
         if self.path is not None and self.url is not None:
             raise ValueError("Give only one of path= (embedded store) or url= (Qdrant server).")
@@ -160,7 +168,7 @@ class MMGRRetriever(BaseRetriever):
     def _search(self, query: str, overrides: dict[str, Any]) -> list[Document]:
         overrides = {k: v for k, v in overrides.items() if k not in _RUNNABLE_KEYS}
         _check_keys(overrides, "invoke() keyword arguments")
-        options = {"collapse_links": True, **self.search_kwargs, **overrides}  # an image and its caption: one Document
+        options = {"collapse_links": True, **({"k": self.k} if self.k is not None else {}), **self.search_kwargs, **overrides}
         index = self.index
         hits = index.search(**_query_args(query, self.query_syntax), **options)
         return [self._to_document(hit, index.config.collection) for hit in hits]

@@ -1,4 +1,4 @@
-"""Evaluation in Python, with Qdrant's semantics, of the set a filter admits (for tests and debugging)."""
+"""Qdrant's filter semantics in Python: :func:`matches` and :func:`evaluate_filter`, the set a filter admits (for tests and debugging)."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def matches(cond: Condition, point_id: PointId, payload: Mapping[str, Any]) -> b
     raise InputError(f"matches() got {type(cond).__name__}; pass a Filter, Match, Range or HasId.")
 
 
-def evaluate(
+def evaluate_filter(
     target: Compiled | Condition | Expr | str | None,
     payloads: Mapping[PointId, Mapping[str, Any]],
     *,

@@ -1,0 +1,1 @@
+"""Maintenance scripts (data preparation, head training); ``scripts.prepare_data`` is shared with the benchmarks."""
