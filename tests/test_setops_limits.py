@@ -104,3 +104,20 @@ def test_compile_names_stay_importable_after_the_split() -> None:
                  "CompiledAtom", "compile_expr", "filter_to_dict", "MAX_RANKING_TERMS", "JOINT_TEXT", "Polarity"):
         assert getattr(compile_module, name) is getattr(setops, name)
     assert setops.evaluate is setops.evaluate_filter
+
+
+def test_where_strings_with_lone_surrogates_are_input_errors() -> None:
+    with pytest.raises(InputError, match="lone surrogate"):
+        Q.where(brand="a\ud800")
+    with pytest.raises(InputError, match="lone surrogate"):
+        Q.where(**{"\udcff": "a"})
+    with pytest.raises(InputError, match="lone surrogate"):
+        Q.where(tags=["ok", "\ud800"])
+
+
+def test_check_vectors_refuses_non_numeric_input() -> None:
+    from mmgr_qdrant.store.base import check_vectors
+
+    for bad in ("vector", [["a", "b"]], [[1.0], [1.0, 2.0]], {"x": 1}):
+        with pytest.raises(InputError, match="not numeric"):
+            check_vectors(bad, 2)  # type: ignore[arg-type]

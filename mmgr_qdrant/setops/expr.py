@@ -307,9 +307,20 @@ class Modality(Expr):
         object.__setattr__(self, "modality", m)
 
 
+def _encodable(s: str) -> bool:
+    """False for a string Qdrant cannot store or match: one with a lone surrogate (not valid UTF-8)."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _check_key(key: object) -> str:
     if not isinstance(key, str) or not key:
         raise InputError(f"Payload field name {key!r} is not a non-empty string; name the field as in your payloads.")
+    if not _encodable(key):
+        raise InputError(f"Payload field name {key!r} holds a lone surrogate, which is not valid UTF-8; fix the string's decoding.")
     if key.startswith(RESERVED_KEY):
         raise InputError(
             f"Payload field {key!r} is reserved for the library; filter on your own fields, "
@@ -319,6 +330,8 @@ def _check_key(key: object) -> str:
 
 
 def _check_scalar(key: str, v: object) -> WhereScalar:
+    if isinstance(v, str) and not _encodable(v):
+        raise InputError(f"Field {key!r} got {v!r}, which holds a lone surrogate (not valid UTF-8); fix the string's decoding.")
     if isinstance(v, (bool, str)):
         return v
     if isinstance(v, (int, np.integer)):

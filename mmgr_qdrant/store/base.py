@@ -87,7 +87,10 @@ def to_scored(p: Any, with_vectors: bool) -> ScoredRecord:
 
 def check_vectors(vectors: np.ndarray, dim: int, what: str = "vectors") -> np.ndarray:
     """Validate a 2-d batch of vectors of the collection's dimension; returns float32."""
-    arr = np.asarray(vectors, dtype=np.float32)
+    try:
+        arr = np.asarray(vectors, dtype=np.float32)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"The {what} are not numeric arrays ({exc}); pass a float array of shape (n, {dim}).") from None
     if arr.ndim == 1:
         arr = arr[None, :]
     if arr.ndim != 2:
