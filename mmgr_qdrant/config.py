@@ -45,6 +45,52 @@ class HybridConfig:
 
 
 @dataclass(frozen=True)
+class EngineConfig:
+    """How Qdrant indexes and searches the collection's vectors (its own HNSW index, quantization).
+
+    Attributes:
+        hnsw: have the engine build its HNSW index after ``build()`` and once enough documents
+            arrive unindexed (``MultimodalRetriever`` calls ``Store.ensure_index``); without it
+            every search scores all admitted documents exactly.
+        hnsw_m: edges per node of the HNSW graph.
+        hnsw_ef_construct: candidates considered while building the graph.
+        hnsw_ef: candidates considered per search; ``None`` keeps the engine's default (its
+            ``ef_construct``), which gave recall@10 1.0 against exact search on clustered data.
+        exact: score every admitted document exactly even where an HNSW index exists.
+        acorn: use ACORN (filter-aware graph traversal) for filtered searches, the hybrid
+            prefix filter among them; it keeps recall where a filter admits few documents.
+        acorn_max_selectivity: the share of documents a filter may admit for ACORN to be used
+            (``None``: the engine's default).
+        quantization: ``"int8"`` stores scalar-quantized copies of the vectors beside them
+            (4x less memory for the scored copy); fixed at ``create()``.
+        rescore: with quantization, rescore the top candidates with the original vectors.
+        oversampling: with quantization, candidates fetched per wanted hit before rescoring.
+        index_threshold: documents added without an index after which ``ensure_index`` builds it.
+    """
+
+    hnsw: bool = True
+    hnsw_m: int = 16
+    hnsw_ef_construct: int = 100
+    hnsw_ef: int | None = None
+    exact: bool = False
+    acorn: bool = True
+    acorn_max_selectivity: float | None = None
+    quantization: str | None = None
+    rescore: bool = True
+    oversampling: float | None = None
+    index_threshold: int = 20_000
+
+    def __post_init__(self) -> None:
+        if self.quantization not in (None, "int8"):
+            raise ConfigError(f"EngineConfig.quantization={self.quantization!r} is not known; use None or 'int8'.")
+        for name in ("hnsw_m", "hnsw_ef_construct", "index_threshold"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"EngineConfig.{name} must be a positive integer, got {getattr(self, name)!r}.")
+        if self.hnsw_ef is not None and self.hnsw_ef < 1:
+            raise ConfigError(f"EngineConfig.hnsw_ef must be None or a positive integer, got {self.hnsw_ef!r}.")
+
+
+@dataclass(frozen=True)
 class IndexConfig:
     """Everything needed to reopen an index, saved as ``config.json`` with it.
 
@@ -60,6 +106,7 @@ class IndexConfig:
         library_version: the mmgr-qdrant version that created the index.
         encoder_fingerprint: a digest of the encoder's weights when the name alone does not pin
             them (a ``lit:`` head file), checked when the encoder is loaded.
+        engine: the engine's own index and search settings (HNSW, ACORN, quantization).
     """
 
     collection: str
@@ -72,6 +119,7 @@ class IndexConfig:
     format_version: int = FORMAT_VERSION
     library_version: str = __version__
     encoder_fingerprint: str | None = None
+    engine: EngineConfig = field(default_factory=EngineConfig)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -96,6 +144,7 @@ class IndexConfig:
             raise ArtifactError(f"The index config {where} has unknown fields {sorted(unknown)}; it was written by a newer mmgr-qdrant.")
         try:
             data["hybrid"] = HybridConfig(**data.get("hybrid", {}))
+            data["engine"] = EngineConfig(**data.get("engine", {}))
             return cls(**data)
         except TypeError as exc:
             raise ArtifactError(f"The index config {where} does not match this version ({exc}); recreate the index.") from exc
