@@ -66,6 +66,10 @@ class EngineConfig:
         rescore: with quantization, rescore the top candidates with the original vectors.
         oversampling: with quantization, candidates fetched per wanted hit before rescoring.
         index_threshold: documents added without an index after which ``ensure_index`` builds it.
+        indexing_threshold_kb: segments smaller than this (KB of vectors) get no HNSW graph
+            (the engine's default, 10 MB: about 5,000 512-d vectors).
+        full_scan_threshold_kb: a filtered search whose admitted documents hold fewer KB of
+            vectors than this scores them exactly instead of walking the graph (engine default).
     """
 
     hnsw: bool = True
@@ -79,15 +83,33 @@ class EngineConfig:
     rescore: bool = True
     oversampling: float | None = None
     index_threshold: int = 20_000
+    indexing_threshold_kb: int = 10_000
+    full_scan_threshold_kb: int = 10_000
 
     def __post_init__(self) -> None:
         if self.quantization not in (None, "int8"):
             raise ConfigError(f"EngineConfig.quantization={self.quantization!r} is not known; use None or 'int8'.")
-        for name in ("hnsw_m", "hnsw_ef_construct", "index_threshold"):
+        for name in ("hnsw_m", "hnsw_ef_construct", "index_threshold", "indexing_threshold_kb", "full_scan_threshold_kb"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"EngineConfig.{name} must be a positive integer, got {getattr(self, name)!r}.")
         if self.hnsw_ef is not None and self.hnsw_ef < 1:
             raise ConfigError(f"EngineConfig.hnsw_ef must be None or a positive integer, got {self.hnsw_ef!r}.")
+
+    @classmethod
+    def coerce(cls, value: EngineConfig | dict[str, Any] | None) -> EngineConfig:
+        """An :class:`EngineConfig` from itself, a dict of its fields, or ``None`` (the defaults).
+
+        Raises:
+            ConfigError: a dict has a field this class does not know.
+        """
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        try:
+            return cls(**dict(value))
+        except TypeError as exc:
+            raise ConfigError(f"engine={value!r} has an unknown field ({exc}); use the fields of EngineConfig.") from None
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,7 @@ class BuildMixin:
             gen = GenerativeIndex(scheme, decoder, trie, generation, {}, info)
             gen.sync(self.store)
             self._gen = gen  # the switch for this process's searches
+            self.store.ensure_index(threshold=0)  # the engine's HNSW over the built collection (EngineConfig.hnsw)
             t4 = time.perf_counter()
         result = BuildReport(
             n_docs=n, generation=generation, docid_stats=stats.as_dict(), train=train.to_dict(),

@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 from typing import Any, Self
 
-from ..config import DEFAULT_ENCODER, HybridConfig, IndexConfig, check_encoder_matches, check_encoder_weights
+from ..config import DEFAULT_ENCODER, EngineConfig, HybridConfig, IndexConfig, check_encoder_matches, check_encoder_weights
 from ..encoders.base import Encoder, get_encoder
 from ..errors import ArtifactError, CollectionNotFoundError, ConfigError
 from ..generative import GenerativeIndex
@@ -58,6 +58,7 @@ class MultimodalRetriever(IngestMixin, SearchMixin, BuildMixin, AdminMixin):
         decoder_params: dict[str, Any] | None = None,
         hybrid: HybridConfig | dict[str, Any] | None = None,
         exist_ok: bool = False,
+        engine: EngineConfig | dict[str, Any] | None = None,
     ) -> MultimodalRetriever:
         """Create a new index (a Qdrant collection plus its saved config).
 
@@ -72,6 +73,8 @@ class MultimodalRetriever(IngestMixin, SearchMixin, BuildMixin, AdminMixin):
             decoder_params: decoder and training settings.
             hybrid: hybrid-search knobs (a :class:`~mmgr_qdrant.config.HybridConfig` or its fields as a dict).
             exist_ok: open the collection if it already exists (its config must match).
+            engine: the engine's index settings (an :class:`~mmgr_qdrant.config.EngineConfig` or its
+                fields as a dict): HNSW, ACORN, int8 quantization.
 
         Returns:
             The open retriever.
@@ -101,9 +104,10 @@ class MultimodalRetriever(IngestMixin, SearchMixin, BuildMixin, AdminMixin):
                 decoder_params=dict(decoder_params or {}),
                 hybrid=_hybrid_config(hybrid),
                 encoder_fingerprint=getattr(enc, "fingerprint", None),
+                engine=EngineConfig.coerce(engine),
             )
             _validate_scheme_name(docids)
-            store.create(config.dim)
+            store.create(config.dim, config.engine)
             store.put_blob(CONFIG_BLOB, config.to_json().encode())
         except BaseException:
             store.close()
@@ -147,6 +151,7 @@ class MultimodalRetriever(IngestMixin, SearchMixin, BuildMixin, AdminMixin):
                     "create a new collection with MultimodalRetriever.create()."
                 )
             config = IndexConfig.from_json(raw, where=f"of collection {name!r}")
+            store.configure(config.engine)
             enc: Encoder | None = None
             if encoder is not None and not isinstance(encoder, str):
                 check_encoder_matches(config, getattr(encoder, "name", None))

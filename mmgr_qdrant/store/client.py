@@ -72,6 +72,7 @@ class ClientStore:
         self._serial = threading.RLock() if self.local else contextlib.nullcontext()
         self.engine = EngineConfig()
         self._params: tuple[Any, Any] | None = None  # (unfiltered, filtered) SearchParams, built once
+        self._optimized_at = 0  # points when this process last optimized
 
     # -- lifecycle -------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -86,9 +87,11 @@ class ClientStore:
         eng = self.engine
         extra: dict[str, Any] = {}
         if not self.local:  # local mode has no index and ignores (and warns about) these settings
-            extra["hnsw_config"] = m.HnswConfigDiff(m=eng.hnsw_m, ef_construct=eng.hnsw_ef_construct)
-            if not eng.hnsw:  # a server indexes in the background; 0 turns that off
-                extra["optimizers_config"] = m.OptimizersConfigDiff(indexing_threshold=0)
+            extra["hnsw_config"] = m.HnswConfigDiff(
+                m=eng.hnsw_m, ef_construct=eng.hnsw_ef_construct, full_scan_threshold=eng.full_scan_threshold_kb
+            )
+            # a server indexes in the background; 0 turns that off
+            extra["optimizers_config"] = m.OptimizersConfigDiff(indexing_threshold=eng.indexing_threshold_kb if eng.hnsw else 0)
             if eng.quantization == "int8":
                 extra["quantization_config"] = m.ScalarQuantization(scalar=m.ScalarQuantizationConfig(type=m.ScalarType.INT8, quantile=0.99))
         vectors = m.VectorParams(size=int(dim), distance=m.Distance.COSINE)
@@ -138,8 +141,8 @@ class ClientStore:
         self._call(
             functools.partial(
                 self.client.update_collection, self.collection,
-                hnsw_config=m.HnswConfigDiff(m=eng.hnsw_m, ef_construct=eng.hnsw_ef_construct),
-                optimizers_config=m.OptimizersConfigDiff(indexing_threshold=10_000),
+                hnsw_config=m.HnswConfigDiff(m=eng.hnsw_m, ef_construct=eng.hnsw_ef_construct, full_scan_threshold=eng.full_scan_threshold_kb),
+                optimizers_config=m.OptimizersConfigDiff(indexing_threshold=eng.indexing_threshold_kb),
             )
         )
         return True
@@ -148,10 +151,17 @@ class ClientStore:
         """:meth:`optimize` when at least ``threshold`` (default ``engine.index_threshold``) points are unindexed."""
         if self.local or not self.engine.hnsw:
             return False
-        limit = self.engine.index_threshold if threshold is None else int(threshold)
-        if self.index_info().unindexed < max(1, limit):
+        info = self.index_info()
+        if threshold == 0:  # after a build: any unindexed point (a payload write moves points out of the graph)
+            return self.optimize() if info.unindexed else False
+        limit = max(1, self.engine.index_threshold if threshold is None else int(threshold))
+        # Segments under the engine's indexing threshold stay unindexed after an optimize, so
+        # count growth since the last one too: a small collection is not re-optimized on every call.
+        if info.unindexed < limit or info.points - self._optimized_at < limit:
             return False
-        return self.optimize()
+        built = self.optimize()
+        self._optimized_at = info.points
+        return built
 
     def index_info(self) -> IndexInfo:
         """Points, HNSW-indexed vectors and segments, as the server reports them (local mode: none indexed)."""

@@ -75,6 +75,7 @@ class EdgeStore:
         self._write_lock = threading.RLock()
         self.engine = EngineConfig()
         self._params: tuple[Any, Any] | None = None  # (unfiltered, filtered) SearchParams, built once
+        self._optimized_at = 0  # points when this process last optimized
 
     def _acquire(self) -> Any:
         """Open the shard, sharing one handle per folder within the process (Edge locks it)."""
@@ -129,8 +130,9 @@ class EdgeStore:
         quant = qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, quantile=0.99) if eng.quantization == "int8" else None
         config = qe.EdgeConfig(
             vectors=qe.EdgeVectorParams(size=int(dim), distance=qe.Distance.Cosine),
-            hnsw_config=qe.HnswIndexConfig(m=eng.hnsw_m, ef_construct=eng.hnsw_ef_construct, full_scan_threshold=10_000),
+            hnsw_config=qe.HnswIndexConfig(m=eng.hnsw_m, ef_construct=eng.hnsw_ef_construct, full_scan_threshold=eng.full_scan_threshold_kb),
             quantization_config=quant,
+            optimizers=qe.EdgeOptimizersConfig(indexing_threshold=eng.indexing_threshold_kb),
         )
         try:
             shard = qe.EdgeShard.create(str(self.shard_dir), config)
@@ -182,17 +184,25 @@ class EdgeStore:
         """:meth:`optimize` when HNSW is on and at least ``threshold`` points are unindexed.
 
         Args:
-            threshold: unindexed points that trigger the build; ``engine.index_threshold`` by default.
+            threshold: unindexed points (and points added since this process last optimized) that
+                trigger the build; ``engine.index_threshold`` by default; 0: any unindexed point.
 
         Returns:
             True when the index was built now.
         """
         if not self.engine.hnsw:
             return False
-        limit = self.engine.index_threshold if threshold is None else int(threshold)
-        if self.index_info().unindexed < max(1, limit):
+        info = self.index_info()
+        if threshold == 0:  # after a build: any unindexed point (a payload write moves points out of the graph)
+            return self.optimize() if info.unindexed else False
+        limit = max(1, self.engine.index_threshold if threshold is None else int(threshold))
+        # Segments under the engine's indexing threshold stay unindexed after an optimize, so
+        # count growth since the last one too: a small collection is not re-optimized on every call.
+        if info.unindexed < limit or info.points - self._optimized_at < limit:
             return False
-        return self.optimize()
+        built = self.optimize()
+        self._optimized_at = info.points
+        return built
 
     def index_info(self) -> IndexInfo:
         """Points, HNSW-indexed vectors and segments of the shard."""
