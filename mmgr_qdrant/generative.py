@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .artifacts import BuildArtifacts, load_build
+from .artifacts import BuildArtifacts, append_docid_log, load_build, read_docid_log
 from .filters import Condition, Filter, Match
 from .store.base import Store
 from .types import F_PREFIXES, RESERVED_KEY, PointId, prefix_key
@@ -104,14 +104,49 @@ class GenerativeIndex:
         return cls(scheme, decoder, trie, art.generation, used_from_docids(trie.codes) if len(trie) else {}, dict(art.info))
 
     @classmethod
-    def load(cls, store: Store, device: str | None = None) -> GenerativeIndex | None:
-        """The current build of a collection, brought up to date with documents added since."""
+    def load(cls, store: Store, device: str | None = None, *, scan: bool | None = None) -> GenerativeIndex | None:
+        """The current build of a collection, brought up to date with documents added since.
+
+        Args:
+            store: the collection.
+            device: where the decoder runs (CPU when ``None``).
+            scan: ``True`` reads every point's docid (:meth:`sync`); ``False`` replays the docid
+                log onto the build's docid table; ``None`` replays when the build has a log
+                position (builds from this version on) and scans otherwise.
+
+        Raises:
+            ArtifactError: the build or its docid log is corrupt.
+        """
         art = load_build(store)
         if art is None:
             return None
         index = cls.from_artifacts(art, device)
-        index.sync(store)
+        seq = art.info.get("docid_log_seq")
+        if scan or (scan is None and seq is None):
+            index.sync(store)
+        else:
+            index.replay(read_docid_log(store, index.generation, int(seq or 0)))
         return index
+
+    def replay(self, steps: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Apply logged ``(added, removed)`` docid steps, in order, to the build's docid table."""
+        from .docids import used_from_docids
+
+        if not steps:
+            return
+        trie = self.trie.copy()
+        for added, removed in steps:
+            if np.size(added):
+                trie.add(np.asarray(added, dtype=np.int64).reshape(-1, self.n_levels))
+            if np.size(removed):
+                trie.remove(np.asarray(removed, dtype=np.int64).reshape(-1, self.n_levels))
+        self.trie, self._decodable = trie, None
+        self.used = used_from_docids(trie.codes) if len(trie) else {}
+
+    def log_changes(self, store: Store, *, added: np.ndarray | None = None, removed: np.ndarray | None = None) -> None:
+        """Append docids written to or deleted from the store to this generation's docid log,
+        so the next open replays them instead of scanning (call after the store write)."""
+        append_docid_log(store, self.generation, added, removed, after=int(self.info.get("docid_log_seq", 0) or 0))
 
     def sync(self, store: Store) -> None:
         """Make the trie hold exactly the docids of this generation that are in the store now."""

@@ -159,7 +159,7 @@ class AdminMixin:
                 store.close()
                 raise ConfigError(f"Collection {target!r} already exists; import under another name or drop it first.")
             config = config.with_(collection=target)
-            store.create(config.dim)
+            store.create(config.dim, config.engine)
             store.put_blob(CONFIG_BLOB, config.to_json().encode())
             r = cls(store, config)
             try:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..artifacts import BuildArtifacts, next_generation, save_build
+from ..artifacts import BuildArtifacts, last_log_seq, next_generation, prune_docid_log, save_build
 from ..config import IndexConfig
 from ..errors import NotBuiltError
 from ..generative import GenerativeIndex, docid_fields, docid_of
@@ -123,8 +123,10 @@ class BuildMixin:
             trie = DocidTrie(docids)
             info = {"n_docs": n, "n_pairs": len(queries), "trained_at": time.time(), "docid_stats": stats.as_dict(),
                     "train": train.to_dict(), "scheme": self.config.docid_scheme}
+            info["docid_log_seq"] = last_log_seq(self.store)  # the docid log up to here is inside this trie
             scheme_params, scheme_arrays = scheme.state()
             save_build(self.store, BuildArtifacts(scheme_params, scheme_arrays, trie.to_arrays(), save_checkpoint(decoder), info, generation))
+            prune_docid_log(self.store, generation, info["docid_log_seq"])
             self.store.flush()
             gen = GenerativeIndex(scheme, decoder, trie, generation, {}, info)
             gen.sync(self.store)

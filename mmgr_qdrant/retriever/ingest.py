@@ -239,18 +239,26 @@ class IngestMixin:
         ids = [pid for _, (pid, _), _ in chunk]
         payloads = [p for _, _, p in chunk]
         with self._lock:
-            self._before_upsert(ids, vectors, payloads)
+            changes = self._before_upsert(ids, vectors, payloads)
             self.store.upsert(ids, vectors, payloads)
+            if changes is not None and self._gen is not None:  # the docid log: opening replays it instead of scanning
+                self._gen.log_changes(self.store, removed=changes[0], added=changes[1])
         return True
 
-    def _before_upsert(self, ids: list[PointId], vectors: np.ndarray, payloads: list[dict[str, Any]]) -> None:
-        """Once the index is built, new points get docids at once from the frozen scheme."""
+    def _before_upsert(
+        self, ids: list[PointId], vectors: np.ndarray, payloads: list[dict[str, Any]]
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Once the index is built, new points get docids at once from the frozen scheme.
+
+        Returns the (removed, added) docids, for the docid log, or None before a build.
+        """
         gen = self._gen
         if gen is None:
-            return
+            return None
         existing = {r.id: r.payload for r in self.store.retrieve(ids)}
         stale = [docid_of(p, gen.generation) for p in existing.values()]
-        gen.forget(np.asarray([d for d in stale if d], dtype=np.int64).reshape(-1, gen.n_levels))
+        removed = np.asarray([d for d in stale if d], dtype=np.int64).reshape(-1, gen.n_levels)
+        gen.forget(removed)
         mods = np.asarray([MODALITY_CODES[p[RESERVED_KEY]["modality"]] for p in payloads])
         docids = gen.assign(vectors, mods)
         for pid, payload, docid in zip(ids, payloads, docids):
@@ -258,6 +266,7 @@ class IngestMixin:
             payload[RESERVED_KEY].update(docid_fields(gen.generation, docid))
             if old.get("links"):
                 payload[RESERVED_KEY]["links"] = old["links"]
+        return removed, docids
 
     # -- reading -----------------------------------------------------------------------------
     def get(self, ids: Sequence[PointId]) -> list[Hit]:
@@ -295,7 +304,9 @@ class IngestMixin:
             gen = self._gen
             if gen is not None:
                 docids = [docid_of(r.payload, gen.generation) for r in records.values()]
-                gen.forget(np.asarray([d for d in docids if d], dtype=np.int64).reshape(-1, gen.n_levels))
+                gone = np.asarray([d for d in docids if d], dtype=np.int64).reshape(-1, gen.n_levels)
+                gen.forget(gone)
+                gen.log_changes(self.store, removed=gone)
 
     def update(
         self,
