@@ -96,12 +96,12 @@ class GenerativeIndex:
     @classmethod
     def from_artifacts(cls, art: BuildArtifacts, device: str | None = None) -> GenerativeIndex:
         from .decoder import DocidTrie, load_checkpoint
-        from .docids import scheme_from_state, used_from_docids
+        from .docids import scheme_from_state
 
         scheme = scheme_from_state(art.scheme_params, art.scheme_arrays)
         decoder = load_checkpoint(art.decoder, device=device)
         trie = DocidTrie.from_arrays(art.trie_arrays)
-        return cls(scheme, decoder, trie, art.generation, used_from_docids(trie.codes) if len(trie) else {}, dict(art.info))
+        return cls(scheme, decoder, trie, art.generation, used_from_sorted(trie.codes), dict(art.info))
 
     @classmethod
     def load(cls, store: Store, device: str | None = None, *, scan: bool | None = None) -> GenerativeIndex | None:
@@ -130,8 +130,6 @@ class GenerativeIndex:
 
     def replay(self, steps: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
         """Apply logged ``(added, removed)`` docid steps, in order, to the build's docid table."""
-        from .docids import used_from_docids
-
         if not steps:
             return
         trie = self.trie.copy()
@@ -141,7 +139,7 @@ class GenerativeIndex:
             if np.size(removed):
                 trie.remove(np.asarray(removed, dtype=np.int64).reshape(-1, self.n_levels))
         self.trie, self._decodable = trie, None
-        self.used = used_from_docids(trie.codes) if len(trie) else {}
+        self.used = used_from_sorted(trie.codes)
 
     def log_changes(self, store: Store, *, added: np.ndarray | None = None, removed: np.ndarray | None = None) -> None:
         """Append docids written to or deleted from the store to this generation's docid log,
@@ -151,7 +149,6 @@ class GenerativeIndex:
     def sync(self, store: Store) -> None:
         """Make the trie hold exactly the docids of this generation that are in the store now."""
         from .decoder import DocidTrie
-        from .docids import used_from_docids
 
         key = str(self.generation)
         rows = []
@@ -162,7 +159,7 @@ class GenerativeIndex:
                     rows.append(codes)
         codes = np.asarray(rows, dtype=np.int64).reshape(-1, self.n_levels)
         self.trie = DocidTrie(codes, n_levels=self.n_levels)
-        self.used = used_from_docids(codes) if len(codes) else {}
+        self.used = used_from_sorted(self.trie.codes)
         self._decodable = None
 
     # -- docids ----------------------------------------------------------------------------------
@@ -357,6 +354,20 @@ class GenerativeIndex:
     def prefix_filter(self, prefixes: Sequence[Sequence[int]]) -> Filter:
         """One ``MatchAny`` over this generation's tags of ``prefixes``."""
         return Filter(must=(Match(F_PREFIXES, tuple(tag(self.generation, p) for p in prefixes)),))
+
+
+def used_from_sorted(codes: np.ndarray) -> TieBreakState:
+    """``docids.used_from_docids`` for lexicographically sorted docids (a trie's codes), one
+    Python step per semantic docid instead of per row: 20,000 docids 0.21 s -> a few ms."""
+    if len(codes) == 0:
+        return {}
+    sem = codes[:, :-1]
+    new = np.ones(len(codes), dtype=bool)
+    new[1:] = (sem[1:] != sem[:-1]).any(axis=1)
+    starts = np.flatnonzero(new)
+    ends = np.append(starts[1:], len(codes)).tolist()
+    ties = codes[:, -1].tolist()
+    return {tuple(k): set(ties[s:e]) for k, s, e in zip(sem[starts].tolist(), starts.tolist(), ends)}
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

@@ -36,10 +36,19 @@ def _erf_poly(x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, r, -r)
 
 
-try:  # one ufunc call instead of a dozen array operations (scipy ships with the docid schemes)
-    from scipy.special import erf as _erf
-except ImportError:  # pragma: no cover
-    _erf = _erf_poly
+_ERF: list[object] = []  # scipy's erf ufunc, imported on first use (it takes a second to import)
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    """One ufunc call instead of a dozen array operations (scipy ships with the docid schemes)."""
+    if not _ERF:
+        try:
+            from scipy.special import erf
+        except ImportError:  # pragma: no cover
+            erf = _erf_poly
+        _ERF.append(erf)
+    return _ERF[0](x)  # type: ignore[operator,no-any-return]
+
 
 _SQRT_HALF = _F(1.0 / math.sqrt(2.0))
 _add = np.add.reduce
