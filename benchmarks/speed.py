@@ -203,7 +203,9 @@ def main() -> None:
           f" {'R hnsw':>7}{'R dense':>8}{'R hyb':>7} {'hnsw/b':>7}{'dense/b':>8}{'hyb/b':>7}{'rout/b':>7}")
     rows: list[tuple[str, Any]] = []
     for s in runs:
-        cell = lambda k: f"{s[k + '_p50_ms']:.2f}/{s[k + '_p95_ms']:.2f}"  # noqa: E731
+        def cell(k: str, s: dict[str, Any] = s) -> str:
+            return f"{s[k + '_p50_ms']:.2f}/{s[k + '_p95_ms']:.2f}"
+
         print(f"{s['name']:<10}{s['n']:>8} {cell('hnsw'):>11} {cell('exact'):>11} {cell('dense'):>11} {cell('hybrid'):>11} {cell('router'):>11}"
               f" {cell('filtered_raw'):>11} {s['hnsw_recall@10']:>7.3f}{s['dense_recall@10']:>8.3f}{s['hybrid_recall@10']:>7.3f}"
               f" {s['hnsw_batch_ms_per_query']:>7.3f}{s['dense_batch_ms_per_query']:>8.3f}{s['hybrid_batch_ms_per_query']:>7.3f}{s['router_batch_ms_per_query']:>7.3f}")
