@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .. import bulk
 from ..artifacts import BuildArtifacts, last_log_seq, next_generation, prune_docid_log, save_build
 from ..config import IndexConfig
 from ..errors import NotBuiltError
-from ..generative import GenerativeIndex, docid_fields, docid_of
+from ..generative import GenerativeIndex, docid_of
 from ..progress import ProgressCallback, null_progress
 from ..store import Store
-from ..types import MODALITY_CODES, RESERVED_KEY, BuildReport, PointId
+from ..types import RESERVED_KEY, BuildReport, PointId
 from ._common import logger
 
 
@@ -90,11 +91,11 @@ class BuildMixin:
         report = progress or null_progress
         t0 = time.perf_counter()
         with self._lock:
-            ids, vecs, metas = self._scan(report)
+            scanned = bulk.scan(self.store, self.config.dim, progress=report)  # preallocated arrays, the build's fields only
+            ids, vecs, metas, mods = scanned.ids, scanned.vectors, scanned.metas, scanned.modalities
             n = len(ids)
             if n == 0:
                 raise NotBuiltError(f"Collection {self.config.collection!r} is empty; add documents before build().")
-            mods = np.asarray([MODALITY_CODES[m.get("modality", "text")] for m in metas], dtype=np.int64)
             t1 = time.perf_counter()
             old = self._gen
             if refit or old is None:
@@ -140,27 +141,8 @@ class BuildMixin:
         logger.info("%s %s: %d docs, generation %d, %.1fs", "built" if refit else "retrained", self.config.collection, n, generation, result.total_s)
         return result
 
-    def _scan(self, report: ProgressCallback) -> tuple[list[PointId], np.ndarray, list[dict[str, Any]]]:
-        ids: list[PointId] = []
-        vecs: list[np.ndarray] = []
-        metas: list[dict[str, Any]] = []
-        total = self.store.count()
-        for page in self.store.scroll(batch_size=2048, with_vectors=True):
-            for r in page:
-                ids.append(r.id)
-                vecs.append(r.vector)  # type: ignore[arg-type]
-                metas.append(dict(r.payload.get(RESERVED_KEY) or {}))
-            report("scan", len(ids), total, {})
-        arr = np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, self.config.dim), np.float32)
-        return ids, arr, metas
-
     def _write_docids(self, ids: list[PointId], docids: np.ndarray, metas: list[dict[str, Any]], generation: int, report: ProgressCallback) -> None:
-        step = 2048
-        for start in range(0, len(ids), step):
-            end = min(len(ids), start + step)
-            values = [docid_fields(generation, docids[i], metas[i]) for i in range(start, end)]
-            self.store.set_payload(ids[start:end], RESERVED_KEY, values)
-            report("write", end, len(ids), {})
+        bulk.write_docids(self.store, ids, docids, metas, generation, progress=report)
 
 
 def _training_pairs(
