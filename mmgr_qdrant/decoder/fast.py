@@ -59,13 +59,6 @@ def _gelu(x: np.ndarray) -> np.ndarray:
     return (_F(0.5) * x * (_F(1.0) + _erf(x * _SQRT_HALF))).astype(_F, copy=False)
 
 
-def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
-    inv = _F(1.0 / x.shape[-1])
-    xc = x - _add(x, axis=-1, keepdims=True) * inv
-    y = xc * (w / np.sqrt(_add(xc * xc, axis=-1, keepdims=True) * inv + _F(1e-5)))
-    return y + b if b is not None else y
-
-
 def _softmax_last(s: np.ndarray) -> np.ndarray:
     e = np.exp(s - s.max(-1, keepdims=True))
     return e / e.sum(-1, keepdims=True)
@@ -73,18 +66,32 @@ def _softmax_last(s: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Block:
-    ln1_w: np.ndarray
-    ln1_b: np.ndarray | None
-    attn_w: np.ndarray  # (C, 3C), transposed for x @ W
-    attn_b: np.ndarray | None
+    """One block's weights, transposed for ``x @ W``, with each LayerNorm's scale and shift folded
+    into the linear layer after it and the attention scale folded into the query columns."""
+
+    attn_w: np.ndarray  # (C, 3C)
+    attn_b: np.ndarray  # (3C,)
     proj_w: np.ndarray  # (C, C)
-    proj_b: np.ndarray | None
-    ln2_w: np.ndarray
-    ln2_b: np.ndarray | None
+    proj_b: np.ndarray  # (C,)
     fc_w: np.ndarray  # (C, hidden)
-    fc_b: np.ndarray | None
+    fc_b: np.ndarray  # (hidden,)
     out_w: np.ndarray  # (hidden, C)
-    out_b: np.ndarray | None
+    out_b: np.ndarray  # (C,)
+
+
+def _norm(x: np.ndarray) -> np.ndarray:
+    """LayerNorm without its affine part (folded into the next linear layer)."""
+    inv = _F(1.0 / x.shape[-1])
+    xc = x - _add(x, axis=-1, keepdims=True) * inv
+    return xc / np.sqrt(_add(xc * xc, axis=-1, keepdims=True) * inv + _F(1e-5))
+
+
+def _fold(ln_w: np.ndarray, ln_b: np.ndarray | None, wt: np.ndarray, bias: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(norm(x) * ln_w + ln_b) @ wt + bias`` as ``norm(x) @ W' + b'``."""
+    w64, b64 = wt.astype(np.float64), np.zeros(wt.shape[1]) if bias is None else bias.astype(np.float64)
+    if ln_b is not None:
+        b64 = b64 + ln_b.astype(np.float64) @ w64
+    return np.ascontiguousarray(ln_w.astype(np.float64)[:, None] * w64, dtype=_F), b64.astype(_F)
 
 
 @dataclass
@@ -117,8 +124,15 @@ class NumpyDecoder:
 
         C, P = cfg.n_embd, cfg.n_prefix
         self.n_head, self.hd = cfg.n_head, C // cfg.n_head
-        self.q_w, self.q_b = w("query_proj.weight"), b("query_proj.bias")  # (d, C)
-        self.p_w, self.p_b = w("prefix_proj.weight"), b("prefix_proj.bias")  # (C, P*C)
+
+        def zeros_if_none(x: np.ndarray | None, n: int) -> np.ndarray:
+            return np.zeros(n, dtype=_F) if x is None else x
+
+        # query_proj and prefix_proj in one matmul: [z | x] = q @ [Wq | Wq Wp] + [bq | bq Wp + bp]
+        wq, bq = w("query_proj.weight").astype(np.float64), zeros_if_none(b("query_proj.bias"), C).astype(np.float64)
+        wp, bp = w("prefix_proj.weight").astype(np.float64), zeros_if_none(b("prefix_proj.bias"), P * C).astype(np.float64)
+        self.qz_w = np.ascontiguousarray(np.concatenate([wq, wq @ wp], axis=1), dtype=_F)  # (d, C + P*C)
+        self.qz_b = np.concatenate([bq, bq @ wp + bp]).astype(_F)
         pos = sd["pos_emb.weight"].astype(_F)
         self.prefix_pos = np.ascontiguousarray(pos[:P])  # (P, C)
         # each level's token rows with that level's position already added: one gather per step
@@ -127,32 +141,29 @@ class NumpyDecoder:
         self.level_tok = [
             np.ascontiguousarray(tok[offsets[t] : offsets[t] + cfg.vocab_sizes[t]] + pos[P + t]) for t in range(cfg.n_levels - 1)
         ]
-        self.blocks = [
-            _Block(
-                sd[f"blocks.{i}.ln_1.weight"], b(f"blocks.{i}.ln_1.bias"),
-                w(f"blocks.{i}.attn.c_attn.weight"), b(f"blocks.{i}.attn.c_attn.bias"),
-                w(f"blocks.{i}.attn.c_proj.weight"), b(f"blocks.{i}.attn.c_proj.bias"),
-                sd[f"blocks.{i}.ln_2.weight"], b(f"blocks.{i}.ln_2.bias"),
-                w(f"blocks.{i}.mlp.c_fc.weight"), b(f"blocks.{i}.mlp.c_fc.bias"),
-                w(f"blocks.{i}.mlp.c_proj.weight"), b(f"blocks.{i}.mlp.c_proj.bias"),
+        scale = np.ones(3 * C)
+        scale[:C] = 1.0 / math.sqrt(self.hd)  # softmax(q k / sqrt(hd)): scale q's columns once
+        self.blocks = []
+        for i in range(cfg.n_layer):
+            pre = f"blocks.{i}."
+            aw, ab = _fold(sd[pre + "ln_1.weight"], b(pre + "ln_1.bias"), w(pre + "attn.c_attn.weight"), b(pre + "attn.c_attn.bias"))
+            fw, fb = _fold(sd[pre + "ln_2.weight"], b(pre + "ln_2.bias"), w(pre + "mlp.c_fc.weight"), b(pre + "mlp.c_fc.bias"))
+            self.blocks.append(
+                _Block(
+                    (aw * scale).astype(_F), (ab * scale).astype(_F),
+                    w(pre + "attn.c_proj.weight"), zeros_if_none(b(pre + "attn.c_proj.bias"), C),
+                    fw, fb, w(pre + "mlp.c_proj.weight"), zeros_if_none(b(pre + "mlp.c_proj.bias"), C),
+                )
             )
-            for i in range(cfg.n_layer)
-        ]
-        self.lnf_w, self.lnf_b = sd["ln_f.weight"], b("ln_f.bias")
-        self.heads = [(w(f"heads.{t}.weight"), b(f"heads.{t}.bias")) for t in range(cfg.n_levels)]
+        self.heads = [_fold(sd["ln_f.weight"], b("ln_f.bias"), w(f"heads.{t}.weight"), b(f"heads.{t}.bias")) for t in range(cfg.n_levels)]
         self.causal = np.triu(np.full((P, P), -np.inf, dtype=_F), 1)  # (P, P) additive mask
 
-    @staticmethod
-    def _lin(x: np.ndarray, wt: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-        y = x @ wt
-        return y + bias if bias is not None else y
-
     def _mlp(self, blk: _Block, x: np.ndarray) -> np.ndarray:
-        return self._lin(_gelu(self._lin(_layer_norm(x, blk.ln2_w, blk.ln2_b), blk.fc_w, blk.fc_b)), blk.out_w, blk.out_b)
+        return _gelu(_norm(x) @ blk.fc_w + blk.fc_b) @ blk.out_w + blk.out_b
 
     def _head(self, t: int, x: np.ndarray) -> np.ndarray:
         wt, bias = self.heads[t]
-        return self._lin(_layer_norm(x, self.lnf_w, self.lnf_b), wt, bias)
+        return _norm(x) @ wt + bias
 
     def start(self, queries: np.ndarray, logits: bool = True) -> tuple[np.ndarray | None, NumpyCache]:
         """Level-0 logits (b, V_0) and a cache with one hypothesis per query (see ``DocidDecoder.start``).
@@ -161,19 +172,19 @@ class NumpyDecoder:
         """
         cfg = self.config
         b, P, C, nh, hd = len(queries), cfg.n_prefix, cfg.n_embd, self.n_head, self.hd
-        q = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), _F(1e-12))
-        z = self._lin(q, self.q_w, self.q_b)  # (b, C)
-        x = self._lin(z, self.p_w, self.p_b).reshape(b, P, C) + self.prefix_pos  # (b, P, C)
+        q = queries / np.maximum(np.sqrt(_add(queries * queries, axis=1, keepdims=True)), _F(1e-12))
+        zx = q @ self.qz_w + self.qz_b  # (b, C + P*C)
+        z = zx[:, :C]  # (b, C)
+        x = zx[:, C:].reshape(b, P, C) + self.prefix_pos  # (b, P, C)
         cache = NumpyCache(k=[], v=[], z=z)
         causal = self.causal
-        scale = _F(1.0 / math.sqrt(hd))
         for blk in self.blocks:
-            qkv = self._lin(_layer_norm(x, blk.ln1_w, blk.ln1_b), blk.attn_w, blk.attn_b)  # (b, P, 3C)
+            qkv = _norm(x) @ blk.attn_w + blk.attn_b  # (b, P, 3C), q pre-scaled
             qkv = qkv.reshape(b, P, 3, nh, hd).transpose(2, 0, 3, 1, 4)  # 3 x (b, nh, P, hd)
             qh, kh, vh = qkv[0], np.ascontiguousarray(qkv[1]), np.ascontiguousarray(qkv[2])
-            att = _softmax_last((qh @ kh.transpose(0, 1, 3, 2)) * scale + causal)  # (b, nh, P, P)
+            att = _softmax_last(qh @ kh.transpose(0, 1, 3, 2) + causal)  # (b, nh, P, P)
             y = (att @ vh).transpose(0, 2, 1, 3).reshape(b, P, C)
-            x = x + self._lin(y, blk.proj_w, blk.proj_b)
+            x = x + y @ blk.proj_w + blk.proj_b
             x = x + self._mlp(blk, x)
             cache.k.append(kh)
             cache.v.append(vh)
@@ -185,14 +196,13 @@ class NumpyDecoder:
         N, C, nh, hd = len(tokens), self.config.n_embd, self.n_head, self.hd
         cache.z = cache.z[parents]
         x = self.level_tok[t][tokens] + cache.z  # (N, C)
-        scale = _F(1.0 / math.sqrt(hd))
         for i, blk in enumerate(self.blocks):
-            qkv = self._lin(_layer_norm(x, blk.ln1_w, blk.ln1_b), blk.attn_w, blk.attn_b).reshape(N, 3, nh, 1, hd)
+            qkv = (_norm(x) @ blk.attn_w + blk.attn_b).reshape(N, 3, nh, 1, hd)  # q pre-scaled
             kc = np.concatenate([cache.k[i][parents], qkv[:, 1]], axis=2)  # (N, nh, T+1, hd)
             vc = np.concatenate([cache.v[i][parents], qkv[:, 2]], axis=2)
-            att = _softmax_last((qkv[:, 0] @ kc.transpose(0, 1, 3, 2)) * scale)  # (N, nh, 1, T+1)
+            att = _softmax_last(qkv[:, 0] @ kc.transpose(0, 1, 3, 2))  # (N, nh, 1, T+1)
             y = (att @ vc).reshape(N, C)
-            x = x + self._lin(y, blk.proj_w, blk.proj_b)
+            x = x + y @ blk.proj_w + blk.proj_b
             x = x + self._mlp(blk, x)
             cache.k[i], cache.v[i] = kc, vc
         cache.codes_fed = t + 1
