@@ -104,7 +104,7 @@ class EngineConfig:
         """
         if value is None:
             return cls()
-        if isinstance(value, cls):
+        if isinstance(value, EngineConfig):
             return value
         try:
             return cls(**dict(value))

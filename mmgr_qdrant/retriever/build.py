@@ -124,10 +124,11 @@ class BuildMixin:
             trie = DocidTrie(docids)
             info = {"n_docs": n, "n_pairs": len(queries), "trained_at": time.time(), "docid_stats": stats.as_dict(),
                     "train": train.to_dict(), "scheme": self.config.docid_scheme}
-            info["docid_log_seq"] = last_log_seq(self.store)  # the docid log up to here is inside this trie
+            log_seq = last_log_seq(self.store)
+            info["docid_log_seq"] = log_seq  # the docid log up to here is inside this trie
             scheme_params, scheme_arrays = scheme.state()
             save_build(self.store, BuildArtifacts(scheme_params, scheme_arrays, trie.to_arrays(), save_checkpoint(decoder), info, generation))
-            prune_docid_log(self.store, generation, info["docid_log_seq"])
+            prune_docid_log(self.store, generation, log_seq)
             self.store.flush()
             gen = GenerativeIndex(scheme, decoder, trie, generation, {}, info)
             gen.sync(self.store)
