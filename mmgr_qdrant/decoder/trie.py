@@ -248,10 +248,14 @@ class DocidTrie:
             )
 
     def _arrays(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        if self._levels is None:
-            self._levels = self._build()
-            self._fanout = [int(np.diff(p).max()) if len(p) > 1 else 0 for p, _ in self._levels]
-        return self._levels
+        levels = self._levels
+        if levels is None:
+            levels = self._build()
+            # fan-outs first: a concurrent reader that sees the levels must see their fan-outs too
+            # (it read an unset fan-out list as "list index out of range" under a writer)
+            self._fanout = [int(np.diff(p).max()) if len(p) > 1 else 0 for p, _ in levels]
+            self._levels = levels
+        return levels
 
     def _build(self) -> list[tuple[np.ndarray, np.ndarray]]:
         codes, (n, L) = self._codes, self._codes.shape
