@@ -296,7 +296,7 @@ def import_export(
         # The imported builds carry the exported index's id; an export from before ids gets a new one.
         config = archive.config.with_(collection=target, index_id=archive.config.index_id or str(uuid.uuid4()))
         try:
-            store.create(config.dim)
+            store.create(config.dim, config.engine)
             _import_points(store, archive, config.dim, progress)
             for blob in archive.blobs:
                 store.put_blob(blob, archive.zip.read(f"blobs/{blob}"))

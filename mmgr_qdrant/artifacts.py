@@ -196,3 +196,115 @@ def load_build(store: Store, index_id: str | None = None) -> BuildArtifacts | No
     if hashlib.sha256(data).hexdigest() != manifest["sha256"]:
         raise ArtifactError(f"The build artifacts {where} fail their checksum; run build() again to rewrite them.")
     return unpack(data, where)
+
+
+# -- the docid log: adds and deletes since the build, so opening needs no scan ------------------
+# The build's trie (``trie.npz``) is the generation's docid table at build time. Every later add
+# or delete appends one small blob ``docidlog-<generation>-<first>-<last>.npz`` (arrays ``added``
+# and ``removed``, each (n, L)); opening replays them in order onto the trie instead of reading
+# every payload. The build records the last sequence number its trie already holds
+# (``info["docid_log_seq"]``), so a log written before the switch is never applied twice. Every
+# ``LOG_COMPACT_AT`` entries are merged into one blob (written first, pieces deleted after).
+LOG_PREFIX = "docidlog-"
+LOG_COMPACT_AT = 64
+
+
+def _log_name(generation: int, first: int, last: int) -> str:
+    return f"{LOG_PREFIX}{generation:06d}-{first:010d}-{last:010d}.npz"
+
+
+def _log_entries(store: Store) -> list[tuple[int, int, int, str]]:
+    """``(generation, first, last, blob)`` of every log blob, covered pieces of a merge dropped."""
+    out = []
+    for name in store.list_blobs():
+        if name.startswith(LOG_PREFIX) and name.endswith(".npz"):
+            try:
+                gen, first, last = (int(p) for p in name[len(LOG_PREFIX) : -4].split("-"))
+            except ValueError:
+                continue
+            out.append((gen, first, last, name))
+    kept = [e for e in out if not any(o is not e and o[0] == e[0] and o[1] <= e[1] and e[2] <= o[2] and (o[1], o[2]) != (e[1], e[2]) for o in out)]
+    return sorted(kept, key=lambda e: (e[0], e[1]))
+
+
+def last_log_seq(store: Store) -> int:
+    """The highest sequence number of the docid log (0 when it is empty)."""
+    entries = _log_entries(store)
+    return max((e[2] for e in entries), default=0)
+
+
+def append_docid_log(
+    store: Store, generation: int, added: np.ndarray | None = None, removed: np.ndarray | None = None, *, after: int = 0
+) -> int:
+    """Record docids added to and removed from ``generation`` since its build; returns the entry's sequence number.
+
+    Call it after the points are written (a crash before it loses the entry; a scan repairs that,
+    see :meth:`GenerativeIndex.sync`). ``after``: the build's ``docid_log_seq``; numbering goes on
+    past it even when the build pruned every earlier entry.
+    """
+    a = np.zeros((0, 0), np.int64) if added is None else np.asarray(added, dtype=np.int64)
+    r = np.zeros((0, 0), np.int64) if removed is None else np.asarray(removed, dtype=np.int64)
+    if a.size == 0 and r.size == 0:
+        return last_log_seq(store)
+    entries = _log_entries(store)
+    seq = max([after, *(e[2] for e in entries)]) + 1
+    store.put_blob(_log_name(generation, seq, seq), _npz({"added": a, "removed": r}))
+    mine = [e for e in entries if e[0] == generation] + [(generation, seq, seq, _log_name(generation, seq, seq))]
+    if len(mine) >= LOG_COMPACT_AT:
+        _compact(store, generation, mine)
+    return seq
+
+
+def _compact(store: Store, generation: int, entries: list[tuple[int, int, int, str]]) -> None:
+    """Merge a generation's log blobs into one, keeping the order of adds and removes."""
+    steps: list[np.ndarray] = []
+    for _, _, _, name in entries:
+        data = store.get_blob(name)
+        if data is None:
+            return  # a concurrent compaction removed it; leave the log as it is
+        for added, removed in _steps(_from_npz(data)):
+            steps.extend((added, removed))
+    # the merged blob keeps every step (even-numbered: added, odd: removed), in order
+    merged = {f"s{i:06d}": a for i, a in enumerate(steps)}
+    store.put_blob(_log_name(generation, entries[0][1], entries[-1][2]), _npz(merged))
+    for _, first, last, name in entries:
+        if (first, last) != (entries[0][1], entries[-1][2]):
+            store.delete_blob(name)
+
+
+def read_docid_log(store: Store, generation: int, after: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The ``(added, removed)`` steps of ``generation``'s log with sequence numbers past ``after``, in order.
+
+    Raises:
+        ArtifactError: a log blob is unreadable.
+    """
+    steps: list[tuple[np.ndarray, np.ndarray]] = []
+    for gen, first, last, name in _log_entries(store):
+        if gen != generation or last <= after:
+            continue
+        if first <= after:
+            raise ArtifactError(f"The docid log {name} of collection {store.collection!r} straddles the build; run build() again.")
+        data = store.get_blob(name)
+        if data is None:
+            continue  # deleted by a compaction that wrote its merge first: the merge is in the list
+        try:
+            arrays = _from_npz(data)
+        except (ValueError, OSError) as exc:
+            raise ArtifactError(f"The docid log {name} of collection {store.collection!r} is corrupt ({exc}); run build() again.") from exc
+        steps.extend(_steps(arrays))
+    return steps
+
+
+def _steps(arrays: dict[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The ``(added, removed)`` steps of one log blob: a single entry, or a merge of many."""
+    if "added" in arrays:
+        return [(arrays["added"], arrays["removed"])]
+    keys = sorted(arrays)
+    return [(arrays[keys[i]], arrays[keys[i + 1]]) for i in range(0, len(keys), 2)]
+
+
+def prune_docid_log(store: Store, generation: int, upto: int) -> None:
+    """Delete log blobs the current build already holds: other generations', and this one's up to ``upto``."""
+    for gen, _first, last, name in _log_entries(store):
+        if gen != generation or last <= upto:
+            store.delete_blob(name)

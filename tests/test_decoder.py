@@ -15,8 +15,10 @@ from mmgr_qdrant.decoder import (
     DecoderConfig,
     DocidDecoder,
     DocidTrie,
+    NumpyDecoder,
     TrainReport,
     beam_search,
+    beam_search_numpy,
     load_checkpoint,
     save_checkpoint,
     train_decoder,
@@ -330,3 +332,38 @@ def test_trie_updates_match_a_set_and_copies_are_independent() -> None:
     t = DocidTrie(big[:25])
     t.add(big[25:])
     np.testing.assert_array_equal(t.codes, DocidTrie(big).codes)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_numpy_router_equals_the_torch_path(bias: bool) -> None:
+    """The numpy copy of the decoder returns the torch path's prefixes, validity and scores."""
+    torch.manual_seed(3)
+    cfg = DecoderConfig(embed_dim=DIM, vocab_sizes=(2, 16, 16, 64), n_layer=2, n_head=4, n_embd=64, n_prefix=2, bias=bias)
+    model = DocidDecoder(cfg).eval()
+    with torch.no_grad():  # trained-looking weights: the init's are nearly uniform and hide mistakes
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    rng = np.random.default_rng(0)
+    codes = np.stack([rng.integers(0, v, 600) for v in (2, 16, 16, 64)], 1)
+    trie = DocidTrie(codes)
+    fast = NumpyDecoder(model)
+    q = rng.normal(size=(40, DIM)).astype(np.float32)
+    for depth, force, beam in [(1, (), 4), (2, (), 8), (2, (1,), 64), (3, (), 16), (4, (0,), 32), (4, (), 300)]:
+        ref = beam_search(model, trie, q, beam_size=beam, depth=depth, force_prefix=force)
+        got = beam_search_numpy(fast, trie, q, beam_size=beam, depth=depth, force_prefix=force)
+        assert (got.valid == ref.valid).all()
+        np.testing.assert_allclose(got.scores[got.valid], ref.scores[ref.valid], atol=1e-4)
+        # float32 rounding may swap two hypotheses whose scores differ by ~1e-5, nothing more
+        swapped = (got.prefixes != ref.prefixes).any(-1)
+        assert swapped.mean() < 0.01
+        for i, j in np.argwhere(swapped):
+            row = ref.scores[i]
+            assert np.isclose(row, got.scores[i, j], atol=1e-4).sum() >= 2  # a near-tie in the reference
+            assert tuple(got.prefixes[i, j]) in {tuple(p) for p in ref.prefixes[i][np.isclose(row, got.scores[i, j], atol=1e-4)]} or j >= beam - 2
+        assert [p for p, _ in got.query(3)][:10] == [p for p, _ in ref.query(3)][:10]
+    one = beam_search_numpy(fast, trie, q[5], beam_size=8, depth=2)  # a single (d,) vector is one query
+    assert one.prefixes.shape == (1, 8, 2)
+    with pytest.raises(InputError):
+        beam_search_numpy(fast, trie, q[:, :5], beam_size=8, depth=2)
+    with pytest.raises(ConfigError):
+        beam_search_numpy(fast, DocidTrie(codes[:, :3]), q, beam_size=8, depth=2)

@@ -201,3 +201,23 @@ def test_interrupted_build_keeps_previous_generation(built: Any, monkeypatch: py
     reopened = MultimodalRetriever(r.store, r.config, r.encoder)  # a fresh load of what is stored
     assert reopened.index.generative is not None and reopened.index.generative.generation == 1
     assert [h.id for h in reopened.search(vector=x[2], k=5)] == before
+
+
+def test_decode_and_route_use_the_numpy_router_with_the_same_results(shared_built: Any) -> None:
+    """Single queries route through the numpy decoder, large batches through torch: same prefixes and scores."""
+    from mmgr_qdrant.decoder import beam_search
+
+    r, x, *_ = shared_built
+    gen = r.index.generative
+    q = x[:20] + 0.05
+    small = gen.decode(q[:3], beam_size=16, depth=2, modality=1)
+    assert gen._fast is not None and gen._fast[0] is gen.decoder  # the numpy copy served it
+    ref = beam_search(gen.decoder, gen.decodable(), q[:3], beam_size=16, depth=2, force_prefix=(1,))
+    assert (small.prefixes == ref.prefixes).all() and (small.valid == ref.valid).all()
+    np.testing.assert_allclose(small.scores[small.valid], ref.scores[ref.valid], atol=1e-4)
+    hc = r.config.hybrid
+    batch = gen.route(q, beam_size=hc.beam_size, depth=2, modality=1, temperature=hc.prior_temperature)  # 20 > FAST_MAX_BATCH: torch
+    for i in (0, 7, 19):
+        one = gen.route(q[i : i + 1], beam_size=hc.beam_size, depth=2, modality=1, temperature=hc.prior_temperature)
+        assert [p for p, _ in one.query(0)] == [p for p, _ in batch.query(i)]
+        np.testing.assert_allclose([s for _, s in one.query(0)], [s for _, s in batch.query(i)], atol=1e-4)

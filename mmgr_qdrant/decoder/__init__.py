@@ -4,6 +4,7 @@ the trie of existing docids and the vectorized constrained beam search over it."
 from __future__ import annotations
 
 from .beam import BeamResult, beam_search
+from .fast import NumpyDecoder, beam_search_numpy
 from .model import DecoderConfig, DocidDecoder, load_checkpoint, save_checkpoint
 from .train import TrainReport, train_decoder
 from .trie import DocidTrie
@@ -13,8 +14,10 @@ __all__ = [
     "DecoderConfig",
     "DocidDecoder",
     "DocidTrie",
+    "NumpyDecoder",
     "TrainReport",
     "beam_search",
+    "beam_search_numpy",
     "load_checkpoint",
     "save_checkpoint",
     "train_decoder",

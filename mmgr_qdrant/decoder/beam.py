@@ -47,10 +47,8 @@ class BeamResult:
 
     def query(self, i: int) -> list[tuple[tuple[int, ...], float]]:
         """The valid (prefix, score) pairs of query ``i``, best first."""
-        return [
-            (tuple(int(c) for c in self.prefixes[i, j]), float(self.scores[i, j]))
-            for j in np.flatnonzero(self.valid[i])
-        ]
+        keep = np.flatnonzero(self.valid[i])
+        return [(tuple(p), s) for p, s in zip(self.prefixes[i, keep].tolist(), self.scores[i, keep].tolist())]
 
 
 def _as_queries(queries: np.ndarray | torch.Tensor, dim: int, device: torch.device) -> torch.Tensor:

@@ -114,6 +114,7 @@ class DocidTrie:
         self._fanout: list[int] | None = None
         self._max_codes: np.ndarray | None = None
         self._tensors: dict[str, list[LevelTensors]] = {}
+        self._np_levels: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] | None = None
 
     # ------------------------------------------------------------------ queries
 
@@ -174,6 +175,7 @@ class DocidTrie:
         other._codes = self._codes
         other._levels, other._fanout, other._max_codes = self._levels, self._fanout, self._max_codes
         other._tensors = dict(self._tensors)
+        other._np_levels = self._np_levels
         return other
 
     def _find(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -212,6 +214,7 @@ class DocidTrie:
         self._fanout = None
         self._max_codes = None
         self._tensors = {}
+        self._np_levels = None
 
     # ------------------------------------------------------------------ persistence
 
@@ -245,10 +248,14 @@ class DocidTrie:
             )
 
     def _arrays(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        if self._levels is None:
-            self._levels = self._build()
-            self._fanout = [int(np.diff(p).max()) if len(p) > 1 else 0 for p, _ in self._levels]
-        return self._levels
+        levels = self._levels
+        if levels is None:
+            levels = self._build()
+            # fan-outs first: a concurrent reader that sees the levels must see their fan-outs too
+            # (it read an unset fan-out list as "list index out of range" under a writer)
+            self._fanout = [int(np.diff(p).max()) if len(p) > 1 else 0 for p, _ in levels]
+            self._levels = levels
+        return levels
 
     def _build(self) -> list[tuple[np.ndarray, np.ndarray]]:
         codes, (n, L) = self._codes, self._codes.shape
@@ -270,6 +277,14 @@ class DocidTrie:
             levels.append((ptr, codes[first, t].copy()))
             parent_id, n_parent = node_id, len(first)
         return levels
+
+    def level_arrays(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """:meth:`level_tensors` as numpy arrays ``(start, count, child, offsets)`` per level (cached)."""
+        if self._np_levels is None:
+            self._np_levels = [
+                (lv.start.numpy(), lv.count.numpy(), lv.child.numpy(), lv.offsets.numpy()) for lv in self.level_tensors("cpu")
+            ]
+        return self._np_levels
 
     def level_tensors(self, device: torch.device | str = "cpu") -> list[LevelTensors]:
         """Per-level CSR tensors on ``device`` for beam search (built once, then cached)."""

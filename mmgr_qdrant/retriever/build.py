@@ -7,12 +7,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..artifacts import BuildArtifacts, next_generation, save_build
+from .. import bulk
+from ..artifacts import BuildArtifacts, last_log_seq, next_generation, prune_docid_log, save_build
 from ..errors import NotBuiltError
 from ..generative import GenerativeIndex
 from ..payload import LibraryFields
 from ..progress import ProgressCallback, null_progress
-from ..types import MODALITY_CODES, RESERVED_KEY, BuildReport, PointId
+from ..types import BuildReport, PointId
 from ._common import logger
 from .state import Index
 
@@ -39,11 +40,11 @@ class Builder:
             old = index.refresh()
             if not refit and old is None:
                 raise NotBuiltError(f"Collection {config.collection!r} has no build yet, so retrain() has nothing to keep; run build() first.")
-            ids, vecs, metas = self._scan(report)
+            scanned = bulk.scan(index.store, config.dim, progress=report)  # preallocated arrays, the build's fields only
+            ids, vecs, metas, mods = scanned.ids, scanned.vectors, scanned.metas, scanned.modalities
             n = len(ids)
             if n == 0:
                 raise NotBuiltError(f"Collection {config.collection!r} is empty; add documents before build().")
-            mods = np.asarray([MODALITY_CODES.get(m.modality, MODALITY_CODES["text"]) for m in metas], dtype=np.int64)
             t1 = time.perf_counter()
             if refit or old is None:
                 scheme = get_scheme(config.docid_scheme, **config.docid_params)
@@ -71,12 +72,16 @@ class Builder:
             trie = DocidTrie(docids)
             info = {"n_docs": n, "n_pairs": len(queries), "trained_at": time.time(), "docid_stats": stats.as_dict(),
                     "train": train.to_dict(), "scheme": config.docid_scheme, "index_id": config.index_id}
+            log_seq = last_log_seq(index.store)
+            info["docid_log_seq"] = log_seq  # the docid log up to here is inside this trie
             scheme_params, scheme_arrays = scheme.state()
             save_build(index.store, BuildArtifacts(scheme_params, scheme_arrays, trie.to_arrays(), save_checkpoint(decoder), info, generation))
+            prune_docid_log(index.store, generation, log_seq)
             index.store.flush()
             gen = GenerativeIndex(scheme, decoder, trie, generation, {}, info)
             gen.sync(index.store)
             index.swap(gen)  # the switch for this process's searches
+            index.store.ensure_index(threshold=0)  # the engine's HNSW over the built collection (EngineConfig.hnsw)
             t4 = time.perf_counter()
         result = BuildReport(
             n_docs=n, generation=generation, docid_stats=stats.as_dict(), train=train.to_dict(),
@@ -106,30 +111,10 @@ class Builder:
             logger.info("gave %d documents without a generation-%d docid their docid", len(missing), gen.generation)
         return np.asarray(rows, dtype=np.int64)
 
-    def _scan(self, report: ProgressCallback) -> tuple[list[PointId], np.ndarray, list[LibraryFields]]:
-        store = self.index.store
-        ids: list[PointId] = []
-        vecs: list[np.ndarray] = []
-        metas: list[LibraryFields] = []
-        total = store.count()
-        for page in store.scroll(batch_size=2048, with_vectors=True):
-            for r in page:
-                ids.append(r.id)
-                vecs.append(np.asarray(r.vector, dtype=np.float32))
-                metas.append(LibraryFields.of(r.payload))
-            report("scan", len(ids), total, {})
-        arr = np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, self.index.config.dim), np.float32)
-        return ids, arr, metas
-
     def _write_docids(
         self, ids: Sequence[PointId], docids: np.ndarray, metas: Sequence[LibraryFields], generation: int, report: ProgressCallback
     ) -> None:
-        step = 2048
-        for start in range(0, len(ids), step):
-            end = min(len(ids), start + step)
-            values = [metas[i].with_docid(generation, docids[i]).docid_dict() for i in range(start, end)]
-            self.index.store.set_payload(list(ids[start:end]), RESERVED_KEY, values)
-            report("write", end, len(ids), {})
+        bulk.write_docids(self.index.store, ids, docids, metas, generation, progress=report)
 
 
 def _training_pairs(

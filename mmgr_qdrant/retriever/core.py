@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
-from ..config import CONFIG_BLOB, DEFAULT_ENCODER, HybridConfig, IndexConfig, check_encoder_matches, check_encoder_weights
+from ..config import CONFIG_BLOB, DEFAULT_ENCODER, EngineConfig, HybridConfig, IndexConfig, check_encoder_matches, check_encoder_weights
 from ..encoders.base import Encoder, get_encoder
 from ..errors import ArtifactError, CollectionNotFoundError, ConfigError
 from ..progress import ProgressCallback
@@ -66,6 +66,7 @@ class MultimodalRetriever:
         decoder_params: dict[str, Any] | None = None,
         hybrid: HybridConfig | dict[str, Any] | None = None,
         exist_ok: bool = False,
+        engine: EngineConfig | dict[str, Any] | None = None,
     ) -> MultimodalRetriever:
         """Create a new index (a Qdrant collection plus its saved config).
 
@@ -80,6 +81,8 @@ class MultimodalRetriever:
             decoder_params: decoder and training settings.
             hybrid: hybrid-search knobs (a :class:`~mmgr_qdrant.config.HybridConfig` or its fields as a dict).
             exist_ok: open the collection if it already exists (its config must match).
+            engine: the engine's index settings (an :class:`~mmgr_qdrant.config.EngineConfig` or its
+                fields as a dict): HNSW, ACORN, int8 quantization.
 
         Returns:
             The open retriever.
@@ -111,9 +114,10 @@ class MultimodalRetriever:
                 hybrid=hybrid_config,
                 encoder_fingerprint=getattr(enc, "fingerprint", None),
                 index_id=str(uuid.uuid4()),
+                engine=EngineConfig.coerce(engine),
             )
             clear_orphan(store)
-            store.create(config.dim)
+            store.create(config.dim, config.engine)
             store.put_blob(CONFIG_BLOB, config.to_json().encode())
         except BaseException:
             store.close()
@@ -157,6 +161,7 @@ class MultimodalRetriever:
                     "create a new collection with MultimodalRetriever.create()."
                 )
             config = IndexConfig.from_json(raw, where=f"of collection {name!r}")
+            store.configure(config.engine)
             enc: Encoder | None = None
             if encoder is not None and not isinstance(encoder, str):
                 check_encoder_matches(config, getattr(encoder, "name", None))

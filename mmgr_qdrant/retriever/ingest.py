@@ -219,8 +219,10 @@ class Ingest:
             gen.release(docids)
             raise
         stale = [old.docid(gen.generation) for old in existing.values()]
-        gen.forget(np.asarray([d for d in stale if d], dtype=np.int64).reshape(-1, gen.n_levels))
+        removed = np.asarray([d for d in stale if d], dtype=np.int64).reshape(-1, gen.n_levels)
+        gen.forget(removed)
         gen.add(docids)
+        gen.log_changes(store, removed=removed, added=docids)  # the docid log: opening replays it instead of scanning
 
     # -- reading -----------------------------------------------------------------------------------
     def get(self, ids: Sequence[PointId]) -> list[Hit]:
@@ -250,7 +252,9 @@ class Ingest:
             self.links.apply(unlink)
             if gen is not None:
                 docids = [LibraryFields.of(r.payload).docid(gen.generation) for r in records.values()]
-                gen.forget(np.asarray([d for d in docids if d], dtype=np.int64).reshape(-1, gen.n_levels))
+                gone = np.asarray([d for d in docids if d], dtype=np.int64).reshape(-1, gen.n_levels)
+                gen.forget(gone)
+                gen.log_changes(store, removed=gone)  # the docid log: opening replays it instead of scanning
         return list(records.values())
 
     def update(

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..config import EngineConfig
 from ..errors import DimensionMismatchError, InputError
 from ..filters import Filter
 from ..types import PointId, normalize_id
@@ -37,6 +38,26 @@ class ScoredRecord:
     vector: np.ndarray | None = None
 
 
+@dataclass(frozen=True)
+class IndexInfo:
+    """The engine's view of a collection's vector index.
+
+    Attributes:
+        points: points stored.
+        indexed_vectors: vectors inside an HNSW index (the rest are scored exactly).
+        segments: storage segments.
+    """
+
+    points: int
+    indexed_vectors: int
+    segments: int
+
+    @property
+    def unindexed(self) -> int:
+        """Points a search scores exactly because no HNSW index holds them yet."""
+        return max(0, self.points - self.indexed_vectors)
+
+
 class Store(Protocol):
     """One collection in Qdrant plus a small blob area for the index's artifacts."""
 
@@ -44,7 +65,16 @@ class Store(Protocol):
 
     def exists(self) -> bool: ...
     def connect(self) -> None: ...
-    def create(self, dim: int) -> None: ...
+    # ``engine``: HNSW, quantization and search settings; quantization is fixed here.
+    def create(self, dim: int, engine: EngineConfig | None = None) -> None: ...
+    # Search settings for later queries (an opened index passes its saved ``IndexConfig.engine``).
+    def configure(self, engine: EngineConfig) -> None: ...
+    # Build the engine's own vector index now (blocking on Edge); True when something was indexed.
+    def optimize(self) -> bool: ...
+    # ``optimize()`` when ``threshold`` (default ``engine.index_threshold``) points are unindexed; 0: any.
+    def ensure_index(self, threshold: int | None = None) -> bool: ...
+    # Points, indexed vectors and segments, as the engine reports them.
+    def index_info(self) -> IndexInfo: ...
     def upsert(self, ids: Sequence[PointId], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]) -> None: ...
     def set_payload(self, ids: Sequence[PointId], key: str, values: Sequence[dict[str, Any]]) -> None: ...
     def delete(self, ids: Sequence[PointId]) -> None: ...
@@ -73,15 +103,29 @@ def _vector(raw: Any) -> np.ndarray | None:
     return np.asarray(raw, dtype=np.float32)
 
 
+def _fast_id(raw: Any) -> PointId:
+    # The engines return valid ids: an int (the common case) needs no validation, only the
+    # UUID forms go through ``normalize_id`` for their canonical string.
+    return raw if type(raw) is int else normalize_id(raw)
+
+
 def to_record(r: Any, with_vectors: bool) -> Record:
     """A backend's point record (Edge or qdrant-client) as a :class:`Record`."""
-    return Record(id=normalize_id(r.id), payload=dict(r.payload or {}), vector=_vector(r.vector) if with_vectors else None)
+    payload = r.payload
+    return Record(id=_fast_id(r.id), payload=payload if type(payload) is dict else dict(payload or {}),
+                  vector=_vector(r.vector) if with_vectors else None)
 
 
 def to_scored(p: Any, with_vectors: bool) -> ScoredRecord:
-    """A backend's scored point as a :class:`ScoredRecord`."""
+    """A backend's scored point as a :class:`ScoredRecord`.
+
+    The backend's payload dict is taken as is (both engines build a fresh dict per call), so no
+    per-hit copy is made.
+    """
+    payload = p.payload
     return ScoredRecord(
-        id=normalize_id(p.id), score=float(p.score), payload=dict(p.payload or {}), vector=_vector(p.vector) if with_vectors else None
+        id=_fast_id(p.id), score=float(p.score), payload=payload if type(payload) is dict else dict(payload or {}),
+        vector=_vector(p.vector) if with_vectors else None,
     )
 
 

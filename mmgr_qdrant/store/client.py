@@ -19,10 +19,11 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from ..config import EngineConfig
 from ..errors import CollectionNotFoundError, ConfigError, StoreError, StoreUnavailableError, missing_dependency
 from ..filters import Condition, Filter, HasId, Match, Range
 from ..types import F_LINKS, F_MODALITY, F_PREFIXES, PointId
-from .base import Record, ScoredRecord, to_record, to_scored
+from .base import IndexInfo, Record, ScoredRecord, to_record, to_scored
 from .edge import check_collection_name
 
 logger = logging.getLogger(__name__)
@@ -69,16 +70,32 @@ class ClientStore:
         # Local mode keeps numpy arrays that a concurrent write resizes under a reader: serialize
         # its calls. A server client is thread-safe and runs calls concurrently.
         self._serial = threading.RLock() if self.local else contextlib.nullcontext()
+        self.engine = EngineConfig()
+        self._params: tuple[Any, Any] | None = None  # (unfiltered, filtered) SearchParams, built once
+        self._optimized_at = 0  # points when this process last optimized
 
     # -- lifecycle -------------------------------------------------------------------------
     def exists(self) -> bool:
         return bool(self._call(lambda: self.client.collection_exists(self.collection)))
 
-    def create(self, dim: int) -> None:
+    def create(self, dim: int, engine: EngineConfig | None = None) -> None:
         m = _models()
         if self.exists():
             raise ConfigError(f"Collection {self.collection!r} already exists on the Qdrant server; open it instead, or drop it first.")
-        self._call(lambda: self.client.create_collection(self.collection, vectors_config=m.VectorParams(size=int(dim), distance=m.Distance.COSINE)))
+        if engine is not None:
+            self.configure(engine)
+        eng = self.engine
+        extra: dict[str, Any] = {}
+        if not self.local:  # local mode has no index and ignores (and warns about) these settings
+            extra["hnsw_config"] = m.HnswConfigDiff(
+                m=eng.hnsw_m, ef_construct=eng.hnsw_ef_construct, full_scan_threshold=eng.full_scan_threshold_kb
+            )
+            # a server indexes in the background; 0 turns that off
+            extra["optimizers_config"] = m.OptimizersConfigDiff(indexing_threshold=eng.indexing_threshold_kb if eng.hnsw else 0)
+            if eng.quantization == "int8":
+                extra["quantization_config"] = m.ScalarQuantization(scalar=m.ScalarQuantizationConfig(type=m.ScalarType.INT8, quantile=0.99))
+        vectors = m.VectorParams(size=int(dim), distance=m.Distance.COSINE)
+        self._call(functools.partial(self.client.create_collection, self.collection, vectors_config=vectors, **extra))
         if not self.local:  # local mode ignores payload indexes (and warns); a server needs them before ingest
             for field in (F_PREFIXES, F_MODALITY, F_LINKS):
                 index = functools.partial(self.client.create_payload_index, self.collection, field, m.PayloadSchemaType.KEYWORD, wait=True)
@@ -93,6 +110,66 @@ class ClientStore:
                 for field in ("key", "blob", "version"):
                     index = functools.partial(self.client.create_payload_index, self.meta_collection, field, m.PayloadSchemaType.KEYWORD, wait=True)
                     self._call(index)
+
+    # -- the engine's index ------------------------------------------------------------------
+    def configure(self, engine: EngineConfig) -> None:
+        """Use ``engine``'s search settings (``hnsw_ef``, exact, ACORN, rescoring) from now on."""
+        self.engine = engine
+        self._params = None
+
+    def _search_params(self, filtered: bool) -> Any:
+        if self.local:  # local mode scores exactly and warns about search params
+            return None
+        params = self._params
+        if params is None:
+            m = _models()
+            eng = self.engine
+            quant = m.QuantizationSearchParams(rescore=eng.rescore, oversampling=eng.oversampling) if eng.quantization else None
+            plain = m.SearchParams(hnsw_ef=eng.hnsw_ef, exact=eng.exact, quantization=quant)
+            acorn = m.AcornSearchParams(enable=True, max_selectivity=eng.acorn_max_selectivity) if eng.acorn else None
+            params = self._params = (plain, m.SearchParams(hnsw_ef=eng.hnsw_ef, exact=eng.exact, quantization=quant, acorn=acorn))
+        return params[1] if filtered else params[0]
+
+    def optimize(self) -> bool:
+        """Ask the server to index now (it builds HNSW in the background); local mode has no index.
+
+        Returns:
+            True when the server was asked to index, False in local mode or with HNSW off.
+        """
+        if self.local or not self.engine.hnsw:
+            return False
+        m = _models()
+        eng = self.engine
+        self._call(
+            functools.partial(
+                self.client.update_collection, self.collection,
+                hnsw_config=m.HnswConfigDiff(m=eng.hnsw_m, ef_construct=eng.hnsw_ef_construct, full_scan_threshold=eng.full_scan_threshold_kb),
+                optimizers_config=m.OptimizersConfigDiff(indexing_threshold=eng.indexing_threshold_kb),
+            )
+        )
+        return True
+
+    def ensure_index(self, threshold: int | None = None) -> bool:
+        """:meth:`optimize` when at least ``threshold`` (default ``engine.index_threshold``) points are unindexed."""
+        if self.local or not self.engine.hnsw:
+            return False
+        info = self.index_info()
+        if threshold == 0:  # after a build: any unindexed point (a payload write moves points out of the graph)
+            return self.optimize() if info.unindexed else False
+        limit = max(1, self.engine.index_threshold if threshold is None else int(threshold))
+        # Segments under the engine's indexing threshold stay unindexed after an optimize, so
+        # count growth since the last one too: a small collection is not re-optimized on every call.
+        if info.unindexed < limit or info.points - self._optimized_at < limit:
+            return False
+        built = self.optimize()
+        self._optimized_at = info.points
+        return built
+
+    def index_info(self) -> IndexInfo:
+        """Points, HNSW-indexed vectors and segments, as the server reports them (local mode: none indexed)."""
+        info = self._call(lambda: self.client.get_collection(self.collection))
+        points = int(info.points_count or 0)
+        return IndexInfo(points=points, indexed_vectors=int(info.indexed_vectors_count or 0), segments=int(info.segments_count or 0))
 
     def connect(self) -> None:
         """Fail now if the server is unreachable or the collection is missing."""
@@ -161,7 +238,8 @@ class ClientStore:
         vec = np.asarray(vector, dtype=np.float32).ravel().tolist()
         res = self._call(
             lambda: self.client.query_points(
-                self.collection, query=vec, limit=int(k), query_filter=to_client_filter(filter), with_payload=True, with_vectors=with_vectors
+                self.collection, query=vec, limit=int(k), query_filter=to_client_filter(filter), with_payload=True, with_vectors=with_vectors,
+                search_params=self._search_params(filter is not None and not filter.is_empty()),
             )
         )
         return [to_scored(p, with_vectors) for p in res.points]
@@ -170,7 +248,10 @@ class ClientStore:
         m = _models()
         vecs = np.asarray(vectors, dtype=np.float32)
         reqs = [
-            m.QueryRequest(query=vecs[i].tolist(), limit=int(k), filter=to_client_filter(f), with_payload=True)
+            m.QueryRequest(
+                query=vecs[i].tolist(), limit=int(k), filter=to_client_filter(f), with_payload=True,
+                params=self._search_params(f is not None and not f.is_empty()),
+            )
             for i, f in enumerate(filters)
         ]
         res = self._call(lambda: self.client.query_batch_points(self.collection, requests=reqs))

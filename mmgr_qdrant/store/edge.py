@@ -20,10 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from ..config import EngineConfig
 from ..errors import CollectionNotFoundError, ConfigError, MMGRError, StoreError, StoreUnavailableError, missing_dependency
 from ..filters import Condition, Filter, HasId, Match, Range
 from ..types import F_LINKS, F_MODALITY, F_PREFIXES, PointId
-from .base import Record, ScoredRecord, to_record, to_scored
+from .base import IndexInfo, Record, ScoredRecord, to_record, to_scored
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,9 @@ class EdgeStore:
         self._closed = False
         # Edge tolerates concurrent readers; writes are serialized so a batch lands whole.
         self._write_lock = threading.RLock()
+        self.engine = EngineConfig()
+        self._params: tuple[Any, Any] | None = None  # (unfiltered, filtered) SearchParams, built once
+        self._optimized_at = 0  # points when this process last optimized
 
     def _acquire(self) -> Any:
         """Open the shard, sharing one handle per folder within the process (Edge locks it)."""
@@ -115,12 +119,21 @@ class EdgeStore:
                 ) from exc
             raise StoreError(f"Could not open the embedded collection at {str(self.dir)!r} ({msg}); check the folder or restore it from an export.") from exc
 
-    def create(self, dim: int) -> None:
+    def create(self, dim: int, engine: EngineConfig | None = None) -> None:
         qe = _edge()
         if self.exists():
             raise ConfigError(f"Collection {self.collection!r} already exists at {str(self.dir)!r}; open it instead, or drop it first.")
+        if engine is not None:
+            self.configure(engine)
+        eng = self.engine
         self.dir.mkdir(parents=True, exist_ok=True)
-        config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=int(dim), distance=qe.Distance.Cosine))
+        quant = qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, quantile=0.99) if eng.quantization == "int8" else None
+        config = qe.EdgeConfig(
+            vectors=qe.EdgeVectorParams(size=int(dim), distance=qe.Distance.Cosine),
+            hnsw_config=qe.HnswIndexConfig(m=eng.hnsw_m, ef_construct=eng.hnsw_ef_construct, full_scan_threshold=eng.full_scan_threshold_kb),
+            quantization_config=quant,
+            optimizers=qe.EdgeOptimizersConfig(indexing_threshold=eng.indexing_threshold_kb),
+        )
         try:
             shard = qe.EdgeShard.create(str(self.shard_dir), config)
         except Exception as exc:
@@ -135,6 +148,66 @@ class EdgeStore:
     def connect(self) -> None:
         """Open the shard now, so a lock held by another process is reported at open time."""
         _ = self.shard
+
+    # -- the engine's index ------------------------------------------------------------------
+    def configure(self, engine: EngineConfig) -> None:
+        """Use ``engine``'s search settings (``hnsw_ef``, exact, ACORN, rescoring) from now on."""
+        self.engine = engine
+        self._params = None
+
+    def _search_params(self, filtered: bool) -> Any:
+        params = self._params
+        if params is None:
+            qe = _edge()
+            eng = self.engine
+            quant = (
+                qe.QuantizationSearchParams(rescore=eng.rescore, oversampling=eng.oversampling) if eng.quantization else None
+            )
+            plain = qe.SearchParams(hnsw_ef=eng.hnsw_ef, exact=eng.exact, quantization=quant)
+            acorn = qe.AcornSearchParams(enable=True, max_selectivity=eng.acorn_max_selectivity) if eng.acorn else None
+            params = self._params = (plain, qe.SearchParams(hnsw_ef=eng.hnsw_ef, exact=eng.exact, quantization=quant, acorn=acorn))
+        return params[1] if filtered else params[0]
+
+    def optimize(self) -> bool:
+        """Build the HNSW index (and merge segments) now; blocks until the engine is done.
+
+        Edge has no background optimizer, so without this call every search is exact. Searches
+        from other threads are served while it runs; writes wait for it.
+
+        Returns:
+            True when segments were optimized, False when the shard was already optimal.
+        """
+        with self._write_lock:
+            return bool(self._run(lambda: self.shard.optimize()))
+
+    def ensure_index(self, threshold: int | None = None) -> bool:
+        """:meth:`optimize` when HNSW is on and at least ``threshold`` points are unindexed.
+
+        Args:
+            threshold: unindexed points (and points added since this process last optimized) that
+                trigger the build; ``engine.index_threshold`` by default; 0: any unindexed point.
+
+        Returns:
+            True when the index was built now.
+        """
+        if not self.engine.hnsw:
+            return False
+        info = self.index_info()
+        if threshold == 0:  # after a build: any unindexed point (a payload write moves points out of the graph)
+            return self.optimize() if info.unindexed else False
+        limit = max(1, self.engine.index_threshold if threshold is None else int(threshold))
+        # Segments under the engine's indexing threshold stay unindexed after an optimize, so
+        # count growth since the last one too: a small collection is not re-optimized on every call.
+        if info.unindexed < limit or info.points - self._optimized_at < limit:
+            return False
+        built = self.optimize()
+        self._optimized_at = info.points
+        return built
+
+    def index_info(self) -> IndexInfo:
+        """Points, HNSW-indexed vectors and segments of the shard."""
+        info = self._run(lambda: self.shard.info())
+        return IndexInfo(points=int(info.points_count), indexed_vectors=int(info.indexed_vectors_count), segments=int(info.segments_count))
 
     @property
     def shard(self) -> Any:
@@ -172,16 +245,26 @@ class EdgeStore:
     # -- points -----------------------------------------------------------------------------
     def upsert(self, ids: Sequence[PointId], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]) -> None:
         qe = _edge()
-        vecs = np.asarray(vectors, dtype=np.float32)
-        points = [qe.Point(pid, vecs[i], payloads[i]) for i, pid in enumerate(ids)]
+        # Lists convert into the engine about 7x faster than numpy rows (measured: 4,096 x 512-d,
+        # 0.05 s vs 0.33 s); payload values cost 4-12 us each in the binding, whatever we do.
+        rows = np.asarray(vectors, dtype=np.float32).tolist()
+        points = [qe.Point(pid, rows[i], payloads[i]) for i, pid in enumerate(ids)]
         with self._write_lock:
             self._run(lambda: self.shard.update(qe.UpdateOperation.upsert_points(points)))
 
     def set_payload(self, ids: Sequence[PointId], key: str, values: Sequence[dict[str, Any]]) -> None:
+        """Set ``key`` of each point to its own value; one engine operation per point (Edge has no
+        multi-payload operation), all under one lock and one error handler."""
         qe = _edge()
+        op = qe.UpdateOperation.set_payload
         with self._write_lock:
-            for pid, value in zip(ids, values):
-                self._run(lambda pid=pid, value=value: self.shard.update(qe.UpdateOperation.set_payload([pid], value, key)))
+            shard = self.shard
+
+            def write() -> None:
+                for pid, value in zip(ids, values):
+                    shard.update(op([pid], value, key))
+
+            self._run(write)
 
     def delete(self, ids: Sequence[PointId]) -> None:
         qe = _edge()
@@ -218,18 +301,22 @@ class EdgeStore:
     def query(self, vector: np.ndarray, k: int, filter: Filter | None = None, with_vectors: bool = False) -> list[ScoredRecord]:
         qe = _edge()
         vec = np.asarray(vector, dtype=np.float32).ravel()
+        flt = to_edge_filter(filter)
         req = qe.QueryRequest(
-            limit=int(k), query=qe.Query.Nearest(vec), filter=to_edge_filter(filter), with_payload=True, with_vector=with_vectors
+            limit=int(k), query=qe.Query.Nearest(vec), filter=flt, with_payload=True, with_vector=with_vectors,
+            params=self._search_params(flt is not None),
         )
         return [to_scored(p, with_vectors) for p in self._run(lambda: self.shard.query(req))]
 
     def query_batch(self, vectors: np.ndarray, k: int, filters: Sequence[Filter | None]) -> list[list[ScoredRecord]]:
         qe = _edge()
         vecs = np.asarray(vectors, dtype=np.float32)
-        reqs = [
-            qe.QueryRequest(limit=int(k), query=qe.Query.Nearest(vecs[i]), filter=to_edge_filter(f), with_payload=True)
-            for i, f in enumerate(filters)
-        ]
+        reqs = []
+        for i, f in enumerate(filters):
+            flt = to_edge_filter(f)
+            reqs.append(
+                qe.QueryRequest(limit=int(k), query=qe.Query.Nearest(vecs[i]), filter=flt, with_payload=True, params=self._search_params(flt is not None))
+            )
         out = self._run(lambda: self.shard.query_batch(qe.QueryBatchRequest(reqs)))
         return [[to_scored(p, False) for p in rows] for rows in out]
 
