@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import IndexConfig
 from ..encoders.base import Encoder
-from ..errors import CollectionNotFoundError, ConfigError, InputError, NotFoundError
+from ..errors import CollectionNotFoundError, ConfigError, InputError, NotBuiltError, NotFoundError
 from ..generative import GenerativeIndex
 from ..progress import ProgressCallback
 from ..store import Store
@@ -97,6 +97,26 @@ class AdminMixin:
                     seen.add(s.id)
                     hits.append(_hit(s, s.score, {"relation": "nearest"}, g))
         return hits[:k]
+
+    def browse(self, prefix: Sequence[int] = ()) -> list[tuple[tuple[int, ...], int]]:
+        """The children of a docid prefix with their document counts (modality -> category -> instance).
+
+        Args:
+            prefix: a docid prefix; ``()`` lists the modality codes.
+
+        Returns:
+            ``[(child_prefix, n_documents), ...]`` in code order.
+
+        Raises:
+            NotBuiltError: the index has no build yet, so documents have no docids.
+            InputError: the prefix is malformed or longer than a docid.
+        """
+        from ..hierarchy import docid_children
+
+        gen = self._gen
+        if gen is None:
+            raise NotBuiltError(f"Collection {self.config.collection!r} has no build yet, so documents have no docids to browse; run build() first.")
+        return docid_children(gen, prefix)
 
     def _unlink_deleted(self, records: dict[PointId, Record]) -> None:
         """Remove links that point to deleted documents from the documents that remain."""
