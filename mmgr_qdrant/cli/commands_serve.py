@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Annotated
 
 import typer
@@ -11,6 +12,14 @@ from .connect import ApiKeyOpt, CollectionOpt, PathOpt, UrlOpt, conn
 from .render import note
 
 PANEL = "Service"
+
+
+class LogLevel(str, Enum):
+    critical = "critical"
+    error = "error"
+    warning = "warning"
+    info = "info"
+    debug = "debug"
 
 
 def register(app: typer.Typer) -> None:
@@ -38,6 +47,9 @@ def serve(
     max_upload_mb: Annotated[
         float, typer.Option("--max-upload-mb", min=0.01, help="The largest uploaded image, in MiB.", rich_help_panel=PANEL)
     ] = 10.0,
+    log_level: Annotated[
+        LogLevel, typer.Option("--log-level", help="uvicorn's log level (info logs every request).", rich_help_panel=PANEL)
+    ] = LogLevel.info,
     collection: CollectionOpt = "default",
     path: PathOpt = "./mmgr_data",
     url: UrlOpt = None,
@@ -65,7 +77,7 @@ def serve(
              f"on [bold]http://{host}:{port}[/]  (API docs: /docs; Ctrl-C stops)")
 
     try:
-        run(c.collection, c.kwargs(), settings, host=host, port=port, workers=workers, on_ready=ready)
+        run(c.collection, c.kwargs(), settings, host=host, port=port, workers=workers, log_level=log_level.value, on_ready=ready)
     except CollectionNotFoundError:
         raise CollectionNotFoundError(
             f"Collection {c.collection!r} does not exist {c.where}; create it with `mmgr init{c.flags()}` "

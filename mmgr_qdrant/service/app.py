@@ -158,18 +158,20 @@ def build_app(r: MultimodalRetriever, settings: ServiceSettings) -> FastAPI:
         return _error(500, "InternalError", f"The server failed unexpectedly ({type(exc).__name__}); the details are in its log.")
 
     # -- helpers ------------------------------------------------------------------------------
-    def hit_model(h: Hit, *, relation: bool = False, explain: bool = True) -> HitModel:
+    def hit_dict(h: Hit, *, relation: bool = False, explain: bool = True) -> dict[str, Any]:
+        """A hit in :class:`HitModel`'s shape, as a plain dict (the search path skips re-validating it)."""
         ref = str(h.id)
         info = _jsonable(h.explain) if explain and h.explain else None
         rel = None
         if relation and h.explain:
             rel = h.explain.get("relation")
             info = None
-        return HitModel(
-            id=h.id, ref=ref, score=float(h.score), docid=[int(c) for c in h.docid], docid_str=prefix_key(h.docid),
-            modality=h.modality, payload=_jsonable(h.payload), text=h.text, file=Path(h.uri).name if h.uri else None,
-            thumbnail=f"/items/{ref}/thumbnail" if h.uri and h.modality == "image" else None, relation=rel, explain=info,
-        )
+        return {"id": h.id, "ref": ref, "score": float(h.score), "docid": [int(c) for c in h.docid], "docid_str": prefix_key(h.docid),
+                "modality": h.modality, "payload": _jsonable(h.payload), "text": h.text, "file": Path(h.uri).name if h.uri else None,
+                "thumbnail": f"/items/{ref}/thumbnail" if h.uri and h.modality == "image" else None, "relation": rel, "explain": info}
+
+    def hit_model(h: Hit, *, relation: bool = False, explain: bool = True) -> HitModel:
+        return HitModel(**hit_dict(h, relation=relation, explain=explain))
 
     def check_k(k: int) -> int:
         if k < 1 or k > settings.max_k:
@@ -208,7 +210,7 @@ def build_app(r: MultimodalRetriever, settings: ServiceSettings) -> FastAPI:
             "multipart/form-data": {"schema": _multipart_search_schema()},
         }}},
     )
-    async def search(request: Request) -> SearchResponse:
+    async def search(request: Request) -> JSONResponse:
         """Search by text, boolean query, vector (JSON body) or an uploaded image (multipart ``image`` plus the same fields)."""
         ctype = request.headers.get("content-type", "")
         image: Image.Image | None = None
@@ -223,12 +225,12 @@ def build_app(r: MultimodalRetriever, settings: ServiceSettings) -> FastAPI:
             try:
                 req = SearchRequest.model_validate(await _json_body(request))
             except ValidationError as exc:
-                return _error(422, "ValidationError", _validation_message(exc.errors()))  # type: ignore[return-value]
+                return _error(422, "ValidationError", _validation_message(exc.errors()))
         from starlette.concurrency import run_in_threadpool
 
         return await run_in_threadpool(run_search, req, image)
 
-    def run_search(req: SearchRequest, image: Image.Image | None) -> SearchResponse:
+    def run_search(req: SearchRequest, image: Image.Image | None) -> JSONResponse:
         given = [x for x in ("text", "query", "vector") if getattr(req, x) is not None] + (["image"] if image is not None else [])
         if len(given) != 1:
             raise InputError(f"Give exactly one of text, query, vector or an image file to search; got {', '.join(given) or 'none'}.")
@@ -254,7 +256,9 @@ def build_app(r: MultimodalRetriever, settings: ServiceSettings) -> FastAPI:
             if req.explain:
                 summary = _explain_summary(hits, r.count())
         took = (time.perf_counter() - t0) * 1000
-        return SearchResponse(hits=[hit_model(h) for h in hits], kind=kind, took_ms=round(took, 3), explain=summary)
+        # Returned as a response, so FastAPI does not validate it again (the hot path); the shape is SearchResponse's.
+        body = {"hits": [hit_dict(h) for h in hits], "kind": kind, "took_ms": round(took, 3), "explain": summary}
+        return JSONResponse(body)
 
     @app.get("/items/{id}", response_model=HitModel, tags=["items"], responses=_ERRORS)
     def get_item(id: str) -> HitModel:
@@ -483,7 +487,7 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):
-        return value.item()
+        value = value.item()
     if isinstance(value, float) and not np.isfinite(value):
         return None
     return value

@@ -82,7 +82,7 @@ def serve(
         raise ConfigError(f"--workers {workers} needs a Qdrant server (--url): an embedded Edge folder allows one process; use --workers 1.")
     r = MultimodalRetriever.open(collection, **connection)
     try:
-        r.encoder  # load the encoder now: the first query should not pay for it, and a missing one fails here  # noqa: B018
+        r.encoder.encode_texts(["warm-up"])  # load the encoder's models now: the first query should not pay for it
         check_port(host, port)
         if on_ready is not None:
             on_ready(r)
