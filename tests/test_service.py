@@ -17,6 +17,7 @@ from PIL import Image
 from mmgr_qdrant import MultimodalRetriever
 from mmgr_qdrant.errors import ConfigError
 from mmgr_qdrant.service import ServiceSettings, create_app
+from mmgr_qdrant.service.models import SearchResponse
 from mmgr_qdrant.service.thumbs import ThumbnailCache
 
 CLIPART = Path(__file__).resolve().parents[1] / "examples" / "data"
@@ -108,6 +109,7 @@ def test_text_search_returns_hits_with_every_field(client: Any, built: Multimoda
     res = client.post("/search", json={"text": "a bird", "k": 7})
     assert res.status_code == 200, res.text
     body = res.json()
+    SearchResponse.model_validate(body)  # the route skips re-validation; its shape is still the documented one
     assert body["kind"] == "text" and body["explain"] is None and body["took_ms"] > 0
     hits = body["hits"]
     assert len(hits) == 7

@@ -60,9 +60,9 @@
   function votes(hit) {
     const box = el("div", { class: "votes", role: "group", "aria-label": "Is this relevant?" });
     const key = state.lastQuery + "\u0000" + hit.ref;
-    for (const [cls, label, relevant] of [["up", "\u{1F44D}", true], ["down", "\u{1F44E}", false]]) {
+    for (const [cls, relevant] of [["up", true], ["down", false]]) {
       const b = el("button", { type: "button", class: cls, "aria-label": relevant ? "Relevant" : "Not relevant",
-        "aria-pressed": state.votes[key] === relevant ? "true" : "false", text: label });
+        title: relevant ? "Relevant" : "Not relevant", "aria-pressed": state.votes[key] === relevant ? "true" : "false" }, thumb(relevant));
       b.addEventListener("click", async (e) => {
         e.stopPropagation();
         try {
@@ -77,6 +77,20 @@
     }
     if (state.lastKind !== "text") for (const b of box.querySelectorAll("button")) { b.disabled = true; b.title = "Feedback works on text queries"; }
     return box;
+  }
+
+  // A thumb drawn inline (no icon font, no emoji font needed); thumbs down is the same shape turned over.
+  function thumb(up) {
+    const NS = "http://www.w3.org/2000/svg";
+    const svg = document.createElementNS(NS, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24"); svg.setAttribute("width", "18"); svg.setAttribute("height", "18");
+    svg.setAttribute("aria-hidden", "true"); svg.setAttribute("focusable", "false");
+    const path = document.createElementNS(NS, "path");
+    path.setAttribute("d", "M2 10h4v11H2z M8 10l4-8c1.7 0 3 1.3 3 3v4h5.5c1.2 0 2.1 1.1 1.9 2.3l-1.4 8.2c-.2 1-1 1.5-2 1.5H8z");
+    path.setAttribute("fill", "currentColor");
+    if (!up) path.setAttribute("transform", "rotate(180 12 12)");
+    svg.append(path);
+    return svg;
   }
 
   // -- search ---------------------------------------------------------------------------------
