@@ -213,13 +213,13 @@ def build_app(r: MultimodalRetriever, settings: ServiceSettings) -> FastAPI:
     async def search(request: Request) -> JSONResponse:
         """Search by text, boolean query, vector (JSON body) or an uploaded image (multipart ``image`` plus the same fields)."""
         ctype = request.headers.get("content-type", "")
-        image: Image.Image | None = None
+        upload: tuple[bytes, str | None] | None = None
         if ctype.startswith("multipart/form-data"):
             async with request.form(max_files=1, max_fields=16) as form:
                 fields = {k: v for k, v in form.items() if isinstance(v, str)}
-                upload = form.get("image")
-                if upload is not None and not isinstance(upload, str):
-                    image = decode_upload(await _read_limited(upload, settings.max_upload_bytes), upload.filename, settings)
+                file = form.get("image")
+                if file is not None and not isinstance(file, str):
+                    upload = (await _read_limited(file, settings.max_upload_bytes), file.filename)
                 req = _form_search_request(fields)
         else:
             try:
@@ -228,9 +228,10 @@ def build_app(r: MultimodalRetriever, settings: ServiceSettings) -> FastAPI:
                 return _error(422, "ValidationError", _validation_message(exc.errors()))
         from starlette.concurrency import run_in_threadpool
 
-        return await run_in_threadpool(run_search, req, image)
+        return await run_in_threadpool(run_search, req, upload)
 
-    def run_search(req: SearchRequest, image: Image.Image | None) -> JSONResponse:
+    def run_search(req: SearchRequest, upload: tuple[bytes, str | None] | None) -> JSONResponse:
+        image = decode_upload(upload[0], upload[1], settings) if upload is not None else None  # decoding is CPU work: off the event loop
         given = [x for x in ("text", "query", "vector") if getattr(req, x) is not None] + (["image"] if image is not None else [])
         if len(given) != 1:
             raise InputError(f"Give exactly one of text, query, vector or an image file to search; got {', '.join(given) or 'none'}.")
@@ -343,8 +344,13 @@ def build_app(r: MultimodalRetriever, settings: ServiceSettings) -> FastAPI:
                     raise InputError("No files were sent; post image files in the multipart field 'files'.")
                 if captions and len(captions) != len(uploads):
                     raise InputError(f"Got {len(captions)} captions for {len(uploads)} files; send one caption (or an empty one) per file.")
-                images = [decode_upload(await _read_limited(u, settings.max_upload_bytes), u.filename, settings) for u in uploads]
-            result = await run_in_threadpool(lambda: r.add_images(images, captions=captions or None))
+                data = [(await _read_limited(u, settings.max_upload_bytes), u.filename) for u in uploads]
+
+            def add() -> Any:  # every file is decoded and checked before anything is written
+                images = [decode_upload(b, name, settings) for b, name in data]
+                return r.add_images(images, captions=captions or None)
+
+            result = await run_in_threadpool(add)
         else:
             try:
                 req = AddTextsRequest.model_validate(await _json_body(request))
