@@ -218,6 +218,7 @@ def test_search_errors_are_json_with_the_library_message(client: Any, built: Mul
     assert_error(client.post("/search", json={"text": "a", "colour": "red"}), 422, "ValidationError", "colour")
     assert_error(client.post("/search", json={"text": "a", "mode": "magic"}), 422, "ValidationError", "mode")
     assert_error(client.post("/search", content=b"{not json", headers={"content-type": "application/json"}), 400, "InputError", "not valid JSON")
+    assert_error(client.post("/search", content=b'{"text": "\x80"}', headers={"content-type": "application/json"}), 400, "InputError", "UTF-8")
     assert_error(client.post("/search"), 400, "InputError", "empty")
     assert_error(client.get("/nowhere"), 404, "NotFound")
 

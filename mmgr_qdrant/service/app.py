@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from fastapi import Depends, FastAPI, Header, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image, UnidentifiedImageError
 from pydantic import ValidationError
+from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -404,8 +405,10 @@ async def _json_body(request: Request) -> Any:
         raise InputError("The request body is empty; send a JSON object (Content-Type: application/json) or a multipart form.")
     try:
         return json.loads(body)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise InputError(f"The request body is not valid JSON ({exc.msg} at position {exc.pos}); send a JSON object.") from None
+    except ValueError:  # bytes that are not UTF-8
+        raise InputError("The request body is not UTF-8 text; send a JSON object encoded as UTF-8.") from None
 
 
 async def _read_limited(upload: UploadFile, limit: int) -> bytes:
