@@ -341,6 +341,34 @@ def test_feedback_stores_or_says_it_is_not_available(client: Any, built: Multimo
         assert_error(off.post("/feedback", json={"id": hit["id"], "query": "x"}), 403, "Forbidden", "--no-feedback")
 
 
+# -- clip-retrieval's shape --------------------------------------------------------------------
+def test_knn_service_in_clip_retrievals_shape(client: Any, built: MultimodalRetriever) -> None:
+    import base64
+
+    assert client.get("/indices-list").json() == ["svc"]
+    res = client.post("/knn-service", json={"text": "a bird", "modality": "image", "num_images": 3, "indice_name": "svc",
+                                            "deduplicate": True, "use_safety_model": True})
+    assert res.status_code == 200, res.text
+    rows = res.json()
+    direct = built.search("a bird", k=3, modality="image")
+    assert [str(x["id"]) for x in rows] == [str(h.id) for h in direct]
+    assert rows[0]["similarity"] == pytest.approx(direct[0].score) and rows[0]["caption"] == direct[0].text
+    assert rows[0]["url"] == f"http://testserver/items/{direct[0].id}/thumbnail" and client.get(rows[0]["url"]).status_code == 200
+    texts = client.post("/knn-service", json={"text": "a bird", "modality": "text", "num_images": 2}).json()
+    assert len(texts) == 2 and all(x["url"] is None and x["caption"] for x in texts)
+    data = Path(str(built.get([rows[0]["id"]])[0].uri)).read_bytes()
+    by_image = client.post("/knn-service", json={"image": base64.b64encode(data).decode(), "num_images": 1}).json()
+    assert str(by_image[0]["id"]) == str(rows[0]["id"])
+    assert_error(client.post("/knn-service", json={"text": "x", "indice_name": "other"}), 404, "NotFoundError", "/indices-list")
+    assert_error(client.post("/knn-service", json={"image_url": "http://example.invalid/a.jpg"}), 400, "InputError", "base64")
+    assert_error(client.post("/knn-service", json={"image": "%%%not base64"}), 400, "InputError", "not base64")
+    assert_error(client.post("/knn-service", json={"text": "x", "num_images": 1000}), 400, "InputError", "k=1000")
+    front = "http://front.example"
+    assert "access-control-allow-origin" not in client.get("/indices-list", headers={"Origin": front}).headers
+    with TestClient(create_app(built, cors_origins=(front,))) as c:
+        assert c.get("/indices-list", headers={"Origin": front}).headers["access-control-allow-origin"] == front
+
+
 # -- writes -----------------------------------------------------------------------------------
 def test_writes_need_the_switch_and_the_key(retriever: MultimodalRetriever) -> None:
     with TestClient(create_app(retriever)) as ro:

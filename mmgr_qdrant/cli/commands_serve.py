@@ -47,6 +47,11 @@ def serve(
     max_upload_mb: Annotated[
         float, typer.Option("--max-upload-mb", min=0.01, help="The largest uploaded image, in MiB.", rich_help_panel=PANEL)
     ] = 10.0,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option("--cors-origin", help="A web origin allowed to call the API from a browser (repeatable), e.g. a clip-retrieval front end.",
+                     rich_help_panel=PANEL),
+    ] = None,
     log_level: Annotated[
         LogLevel, typer.Option("--log-level", help="uvicorn's log level (info logs every request).", rich_help_panel=PANEL)
     ] = LogLevel.info,
@@ -69,7 +74,7 @@ def serve(
     if allow_writes and not write_key:
         raise typer.BadParameter("--allow-writes needs --write-key KEY (or MMGR_WRITE_KEY)", param_hint="--write-key")
     settings = ServiceSettings(allow_writes=allow_writes, api_key=write_key, feedback=feedback, max_k=max_k,
-                               max_upload_bytes=int(max_upload_mb * 2**20))
+                               max_upload_bytes=int(max_upload_mb * 2**20), cors_origins=tuple(cors_origin or ()))
 
     def ready(r: MultimodalRetriever) -> None:
         writes = "writes allowed (X-API-Key)" if allow_writes else "read-only"

@@ -48,6 +48,7 @@ from .models import (
     FeedbackResponse,
     HealthResponse,
     HitModel,
+    KnnRequest,
     RelatedResponse,
     SearchRequest,
     SearchResponse,
@@ -138,6 +139,11 @@ def build_app(r: MultimodalRetriever, settings: ServiceSettings) -> FastAPI:
     thumbs = ThumbnailCache(settings.thumbnail_cache, settings.thumbnail_px)
     app.state.thumbnails = thumbs
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
+    if settings.cors_origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Content-Type"])
 
     # -- errors: one JSON shape, never a traceback ---------------------------------------------
     @app.exception_handler(MMGRError)
@@ -323,6 +329,38 @@ def build_app(r: MultimodalRetriever, settings: ServiceSettings) -> FastAPI:
         else:
             fn(req.query, pid, relevant=req.relevant)
         return FeedbackResponse(stored=True)
+
+    # -- clip-retrieval's API shape, so its front end can query this service ------------------------
+    @app.get("/indices-list", tags=["clip-retrieval"])
+    def indices_list() -> list[str]:
+        """The collection served, as clip-retrieval's ``/indices-list``."""
+        return [r.config.collection]
+
+    @app.post("/knn-service", tags=["clip-retrieval"], responses=_ERRORS)
+    def knn_service(req: KnnRequest, request: Request) -> list[dict[str, Any]]:
+        """clip-retrieval's ``/knn-service``: ``[{id, similarity, caption, url}]`` (``url`` is the thumbnail's address)."""
+        if req.indice_name is not None and req.indice_name != r.config.collection:
+            raise NotFoundError(f"Index {req.indice_name!r} is not served here; use {r.config.collection!r} (see /indices-list).")
+        if req.image_url is not None:
+            raise InputError("This service does not fetch image URLs; send the image itself, base64-encoded, in 'image'.")
+        check_text(req.text, "text query")
+        image = None
+        if req.image is not None:
+            import base64
+            import binascii
+
+            try:
+                data = base64.b64decode(req.image.split(",", 1)[-1], validate=True)  # a data: URL or bare base64
+            except (binascii.Error, ValueError):
+                raise InputError("The 'image' field is not base64; send the image's bytes base64-encoded.") from None
+            if len(data) > settings.max_upload_bytes:
+                raise InputError(f"The image is over this service's limit of {settings.max_upload_bytes:,} bytes; send a smaller one.")
+            image = decode_upload(data, "image", settings)
+        vector = np.asarray(req.embedding_input, dtype=np.float32) if req.embedding_input is not None else None
+        hits = r.search(req.text, image=image, vector=vector, k=check_k(req.num_images), modality=req.modality)
+        base = str(request.base_url).rstrip("/")
+        return [{"id": h.id, "similarity": float(h.score), "caption": h.text,
+                 "url": f"{base}/items/{h.id}/thumbnail" if h.uri and h.modality == "image" else None} for h in hits]
 
     # -- writes (--allow-writes and the key) ----------------------------------------------------
     @app.post("/items", response_model=AddResponse, tags=["writes"], dependencies=[Depends(require_writes)],

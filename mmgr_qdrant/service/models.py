@@ -114,3 +114,17 @@ class HealthResponse(BaseModel):
     version: str
     writes: bool
     feedback: bool
+
+
+class KnnRequest(BaseModel):
+    """clip-retrieval's ``/knn-service`` request (its front end can query this service); unknown options are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    text: str | None = None
+    image: str | None = Field(None, description="A base64-encoded image.")
+    image_url: str | None = Field(None, description="Not fetched by this service; send the image as base64 instead.")
+    embedding_input: list[float] | None = None
+    modality: Literal["image", "text"] = Field("image", description="Search the image or the text documents.")
+    num_images: int = Field(40, description="Results to return.")
+    indice_name: str | None = Field(None, description="The collection served (others are not found).")

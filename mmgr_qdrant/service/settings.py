@@ -27,6 +27,8 @@ class ServiceSettings:
         thumbnail_cache: thumbnails kept in memory (least recently used go first).
         browse_samples: sample documents shown per node of ``/browse``.
         browse_limit: the most children ``/browse`` returns per page.
+        cors_origins: other web origins allowed to call the API from a browser (e.g. a clip-retrieval
+            front end); none by default.
     """
 
     allow_writes: bool = False
@@ -42,6 +44,7 @@ class ServiceSettings:
     thumbnail_cache: int = 512
     browse_samples: int = 4
     browse_limit: int = 48
+    cors_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.allow_writes and not self.api_key:
