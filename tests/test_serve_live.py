@@ -203,7 +203,7 @@ def test_search_detail_browse_and_feedback_in_a_browser(live: Live, browser: Any
     level1 = [n.get_attribute("data-prefix") for n in d.find_elements(By.CSS_SELECTOR, "#nodes li.node")]
     assert all(p.startswith("1.") and p.count(".") == 1 for p in level1)
     d.find_elements(By.CSS_SELECTOR, "#nodes li.node")[0].click()
-    wait_for(d, lambda d: count(d, "#crumbs button") == 3, "the second level")
+    wait_for(d, lambda d: count(d, "#crumbs button") == 3 and count(d, "#nodes li.node") >= 1, "the second level")
     level2 = [n.get_attribute("data-prefix") for n in d.find_elements(By.CSS_SELECTOR, "#nodes li.node")]
     assert level2 and all(p.startswith(level1[0] + ".") for p in level2)
     d.save_screenshot(str(tmp_path / "browse.png"))
