@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # torch comes from the machine's wheel cache here; pin it in the install step, not in pyproject.
 TORCH  := torch==2.14.1 torchvision==0.29.1
-DEBS   := dataset-fashion-mnist openclipart-svg openclipart-png
+DEBS   := dataset-fashion-mnist openclipart-svg openclipart-png chromium chromium-driver
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 INTEGRATIONS := integrations/langchain-mmgr integrations/llama-index-retrievers-mmgr integrations/mmgr-haystack
 
@@ -52,7 +52,8 @@ $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml $(wildcard integration
 	for p in $(INTEGRATIONS); do [ ! -f $$p/pyproject.toml ] || $(BIN)/pip install -q -e "$$p[dev]" || exit 1; done
 	touch $@
 
-# Debian packages with the data the benchmarks and data tests read (Fashion-MNIST, openclipart).
+# Debian packages with the data the benchmarks and data tests read (Fashion-MNIST, openclipart),
+# and the headless browser the web page test drives (chromium, chromium-driver).
 debs:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..admin import IndexStats, clear_orphan, export_index, import_export, index_stats
 from ..config import CONFIG_BLOB, IndexConfig
 from ..errors import CollectionNotFoundError
+from ..hierarchy import docid_children
 from ..progress import ProgressCallback
 from ..store import Store
 from ._common import DEFAULT_PATH, _make_store
@@ -35,6 +37,10 @@ class Admin:
 
     def export(self, file: str | os.PathLike[str], *, progress: ProgressCallback | None = None) -> Path:
         return export_index(self.index.store, self.index.config, Path(file), progress)
+
+    def browse(self, prefix: Sequence[int] = ()) -> list[tuple[tuple[int, ...], int]]:
+        gen = self.index.require_built("browsing the docid hierarchy (documents have no docids before it)")
+        return docid_children(gen, prefix)
 
 
 # -- collections (no open index needed) --------------------------------------------------------------

@@ -507,6 +507,21 @@ class MultimodalRetriever:
         """
         return self._admin.export(file, progress=progress)
 
+    def browse(self, prefix: Sequence[int] = ()) -> list[tuple[tuple[int, ...], int]]:
+        """The children of a docid prefix with their document counts (modality -> category -> instance).
+
+        Args:
+            prefix: a docid prefix; ``()`` lists the modality codes.
+
+        Returns:
+            ``[(child_prefix, n_documents), ...]`` in code order.
+
+        Raises:
+            NotBuiltError: the index has no build yet, so documents have no docids.
+            InputError: the prefix is malformed or longer than a docid.
+        """
+        return self._admin.browse(prefix)
+
     @classmethod
     def import_file(
         cls,
