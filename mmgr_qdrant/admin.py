@@ -23,7 +23,7 @@ from .config import FORMAT_VERSION, IndexConfig
 from .errors import ArtifactError, InputError
 from .filters import Filter, Match, Range
 from .progress import ProgressCallback, null_progress
-from .types import F_MODALITY, RESERVED_KEY
+from .types import F_MODALITY, MODALITY_CODES, RESERVED_KEY
 
 if TYPE_CHECKING:
     from .retriever import MultimodalRetriever
@@ -72,7 +72,7 @@ def index_stats(r: MultimodalRetriever, *, probe: bool = True) -> IndexStats:
     from .docids import docid_stats
 
     store = r.store
-    counts = {m: store.count(Filter(must=(Match(F_MODALITY, (m,)),))) for m in ("image", "text")}
+    counts = {m: store.count(Filter(must=(Match(F_MODALITY, (m,)),))) for m in MODALITY_CODES}
     counts["total"] = store.count()
     backend = type(store).__name__.replace("Store", "").lower()
     sizes = {name: len(store.get_blob(name) or b"") for name in store.list_blobs()}

@@ -263,7 +263,7 @@ def test_stats(index: Index) -> None:
     assert "24 (12 images, 12 texts)" in out
     assert "Docid balance per level" in out and "Staleness" in out
     data = json.loads(ok("stats", "--json", "--no-probe", *index.conn()).stdout)
-    assert data["counts"] == {"image": 12, "text": 12, "total": 24} and data["built"] is True
+    assert data["counts"] == {"text": 12, "image": 12, "video": 0, "total": 24} and data["built"] is True
 
 
 def test_eval_prints_figures_for_every_mode(index: Index) -> None:

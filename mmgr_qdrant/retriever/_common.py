@@ -117,4 +117,12 @@ def _hit(record: Record | ScoredRecord, score: float, explain: dict[str, Any] | 
         uri=meta.get("uri"),
         text=meta.get("text", meta.get("caption")),
         explain=explain,
+        t=meta.get("t"),
+        video=_video_id(meta.get("video")),
     )
+
+
+def _video_id(key: Any) -> Any:
+    from ..video import parse_video_key
+
+    return parse_video_key(key)

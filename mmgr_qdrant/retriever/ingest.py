@@ -101,6 +101,42 @@ class IngestMixin:
         text_ids = self.add_texts([c for _, c in pairs], payloads=user)  # type: ignore[misc]
         self.link_many([(img, txt) for (img, _), txt in zip(pairs, text_ids)])
 
+    def add_videos(
+        self,
+        paths: Sequence[Any],
+        *,
+        every_s: float = 1.0,
+        scenes: bool = False,
+        scene_threshold: float | None = None,
+        captions: Sequence[str | None] | None = None,
+        payloads: Sequence[dict[str, Any] | None] | None = None,
+        ids: Sequence[PointId] | None = None,
+        on_error: OnError = "raise",
+        batch_size: int = 32,
+        progress: ProgressCallback | None = None,
+    ) -> AddResult:
+        """Sample frames of videos and store each kept frame as a moment (modality ``"video"``).
+
+        One video is one logical document: its id (``ids[i]``, or derived from the file's bytes)
+        is returned, and each moment carries it (``Hit.video``) with its timestamp (``Hit.t``) and
+        file (``Hit.uri``). ``delete([video_id])`` removes every moment;
+        ``search(..., group_by="video")`` returns one hit per video. See
+        :func:`mmgr_qdrant.video.add_videos` for the arguments.
+
+        Returns:
+            The video ids stored, in input order (an :class:`AddResult` with ``.skipped``).
+
+        Raises:
+            InputError: a video is missing, corrupt or empty (``on_error="raise"``), or an argument is invalid.
+            MissingDependencyError: PyAV is not installed (``pip install 'mmgr-qdrant[video]'``).
+        """
+        from ..video import DEFAULT_SCENE_THRESHOLD, add_videos
+
+        return add_videos(paths, ingest=self._ingest, encode_images=lambda b: self.encoder.encode_images(b), store=self.store,
+                          delete_points=self.delete, every_s=every_s, scenes=scenes,
+                          scene_threshold=DEFAULT_SCENE_THRESHOLD if scene_threshold is None else scene_threshold,
+                          captions=captions, payloads=payloads, ids=ids, on_error=on_error, batch_size=batch_size, progress=progress)
+
     def add_texts(
         self,
         texts: Sequence[str],
@@ -279,13 +315,16 @@ class IngestMixin:
         return self.store.count(_modality_filter(modality))
 
     def delete(self, ids: Sequence[PointId]) -> None:
-        """Delete documents; unknown ids are an error and nothing is deleted then.
+        """Delete documents (a video id deletes all its moments); unknown ids are an error and nothing is deleted then.
 
         Raises:
             NotFoundError: an id is not in the collection.
         """
+        from ..video import expand_video_ids
+
         wanted = [normalize_id(i) for i in _as_list(ids, "ids")]
         with self._lock:
+            wanted = expand_video_ids(self.store, wanted)  # a video id stands for all its moments
             records = {r.id: r for r in self.store.retrieve(wanted)}
             missing = [i for i in wanted if i not in records]
             if missing:

@@ -32,6 +32,7 @@ class SearchMixin:
     _lock: threading.RLock
     cutoff: ConceptCutoff
     negative_cutoff: ConceptCutoff
+    _fusion_module: Any  # the saved fusion module (or None), loaded on the first composed search
 
     if TYPE_CHECKING:  # the lazily loaded property of MultimodalRetriever
 
@@ -50,8 +51,12 @@ class SearchMixin:
         mode: SearchMode | None = None,
         where: dict[str, Any] | None = None,
         explain: bool = False,
+        text: str | None = None,
+        fusion_weight: float | None = None,
+        group_by: str | None = None,
+        moments: int = 3,
     ) -> list[Hit]:
-        """Search by text, image or vector.
+        """Search by text, image or vector, by an image changed by a text, optionally one hit per video.
 
         Args:
             query: a text query, or a boolean :class:`~mmgr_qdrant.setops.Q` expression
@@ -68,15 +73,42 @@ class SearchMixin:
                 hybrid once the index is built, dense before.
             where: payload conditions (``{"field": value}`` or ``{"field": [v1, v2]}``).
             explain: attach per-stage figures to each hit's ``explain``.
+            text: with ``image=``, a composed query: the reference image changed by this text
+                (``search(image=ref, text="in red")``; a plain ``query`` string with ``image=`` is
+                the same). ``Q.image(ref) + Q.text("in red")`` as ``query`` too.
+            fusion_weight: for a composed query, 0 (image only) to 1 (text only) in the weighted
+                sum of the two embeddings; ``None`` uses the index's trained fusion module
+                (:meth:`train_fusion`) when it has one, else 0.5.
+            group_by: ``"video"``: one hit per video (its best moment's score, ``t`` and ``uri``,
+                the hit's ``id`` the video id, ``moments`` its best moments); other documents stay
+                single hits.
+            moments: with ``group_by="video"``, moments kept per video.
 
         Returns:
             Up to ``k`` hits, best first.
 
         Raises:
-            InputError: no query, more than one query, an empty text, an unreadable image, or ``k < 1``.
+            InputError: no query, more than one query, an empty text, an unreadable image, ``k < 1``,
+                a ``fusion_weight`` outside 0..1 or without a composed query, or an unknown ``group_by``.
         """
-        from ..setops import Expr, Image, Text
+        from ..setops import Composed, Expr, Image, Text
 
+        if group_by is not None:  # video grouping: the same rule in the library on every backend
+            from ..video import check_group_by, group_by_video
+
+            check_group_by(group_by)
+            _check_k(k)
+            return group_by_video(
+                lambda limit: self.search(query, image=image, vector=vector, text=text, k=limit, modality=modality, mode=mode,
+                                          where=where, explain=explain, fusion_weight=fusion_weight),
+                k, moments)
+        if isinstance(query, Composed) and image is None and vector is None and text is None:
+            fusion_weight = query.weight if fusion_weight is None else fusion_weight
+            image, text, query = query.image.source, query.text.text, None
+        if text is not None or (image is not None and isinstance(query, str)):
+            vector, query, image, text = self._composed_vector(query, image, text, vector, fusion_weight), None, None, None
+        elif fusion_weight is not None:
+            raise InputError("fusion_weight= applies to composed queries only; give image= and text= (or Q.image(...) + Q.text(...)).")
         if isinstance(query, Text):  # a lone text atom (a parsed plain string) is an ordinary text query
             query = query.text
         elif isinstance(query, Image) and image is None and vector is None:
@@ -138,6 +170,51 @@ class SearchMixin:
         if chosen == "generative":
             return [self._generative(gen, v, k, modality, flt, False) for v in vecs]
         return self._hybrid(gen, vecs, k, modality, [flt] * len(vecs), False)
+
+    def train_fusion(
+        self,
+        references: Sequence[Any],
+        modifications: Sequence[str],
+        targets: Sequence[PointId],
+        *,
+        progress: Any = None,
+        **params: Any,
+    ) -> dict[str, Any]:
+        """Train the composed-query fusion module from (reference image, text, target id) triples and save it with the index.
+
+        Composed searches (``search(image=ref, text="in red")``) use it whenever no
+        ``fusion_weight`` is given. See :func:`mmgr_qdrant.fusion.train_and_save` for the arguments.
+
+        Returns:
+            Training figures: triples, epochs, final loss, seconds.
+
+        Raises:
+            InputError: the lists differ in length, or an item is unusable.
+            NotFoundError: a target id is not in the index.
+        """
+        from ..fusion import train_and_save
+
+        module = train_and_save(self.store, self.encoder.encode_images, self.encoder.encode_texts, references, modifications, targets,
+                                progress=progress, **params)
+        self._fusion_module = module
+        return dict(module.info)
+
+    def _composed_vector(self, query: str | None, image: Any, text: str | None, vector: Any, weight: float | None) -> np.ndarray:
+        """The fused query embedding of a reference image and a modification text (see ``fusion.compose``)."""
+        from ..fusion import check_weight, compose, load_fusion
+
+        if query is not None and text is not None:
+            raise InputError("Give the modification text once, as query or as text=, not both.")
+        words = text if text is not None else query
+        if image is None or vector is not None:
+            raise InputError("A composed query needs image= (the reference) and text= (the change), and no vector=.")
+        if weight is not None:
+            check_weight(weight)
+        img = self._query_vector(None, image, None)
+        txt = self._query_vector(words, None, None)
+        if weight is None and not hasattr(self, "_fusion_module"):
+            self._fusion_module = load_fusion(self.store)
+        return compose(img, txt, weight=weight, trained=getattr(self, "_fusion_module", None))
 
     def _mode(self, mode: str | None) -> SearchMode:
         if mode is None:

@@ -46,6 +46,7 @@ from .evaluate import evaluate, matches
 from .expr import (
     All,
     And,
+    Composed,
     Expr,
     FieldEq,
     FieldRange,
@@ -72,6 +73,7 @@ __all__ = [
     "AtomResolution",
     "Compiled",
     "CompiledAtom",
+    "Composed",
     "ConceptCutoff",
     "Expr",
     "FieldEq",

@@ -1,0 +1,336 @@
+"""Composed queries: a reference image plus a text modification fused into one query embedding.
+
+Two fusions, both returning an L2-normalized vector in the index's space:
+
+- :func:`weighted_fusion`, which needs no training: ``normalize((1 - w) * image + w * text)`` of the
+  two normalized embeddings; ``w`` (``fusion_weight``, 0..1) moves the query from the picture
+  (0) to the words (1).
+- :class:`TrainedFusion`, a small early-fusion module trained from (reference, modification,
+  target) triples: an MLP reads the concatenated embeddings and adds a correction to a learned
+  mix of the two, ``normalize(a * image + b * text + mlp([image, text, image * text]))``.
+  It starts as the weighted sum (the MLP's last layer is zero), so a few triples cannot make it
+  worse than untrained fusion by much, and it is trained with an InfoNCE loss against the
+  target embeddings. It is saved with the index (:data:`FUSION_BLOB`) with its config and a SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import math
+import pickle
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import ArtifactError, InputError
+from .progress import ProgressCallback, null_progress
+
+logger = logging.getLogger(__name__)
+
+FUSION_BLOB = "fusion.pt"
+"""The artifact name a trained fusion module is saved under, beside the index's other artifacts."""
+
+DEFAULT_FUSION_WEIGHT = 0.5
+
+
+def check_weight(weight: Any) -> float:
+    """``weight`` as a float in [0, 1].
+
+    Raises:
+        InputError: it is not a number in [0, 1].
+    """
+    if isinstance(weight, bool) or not isinstance(weight, (int, float, np.floating, np.integer)) or not math.isfinite(float(weight)):
+        raise InputError(f"fusion_weight={weight!r} is not a number; give a weight between 0 (image only) and 1 (text only).")
+    w = float(weight)
+    if not 0.0 <= w <= 1.0:
+        raise InputError(f"fusion_weight={w} is outside 0..1; give a weight between 0 (image only) and 1 (text only).")
+    return w
+
+
+def _normalize(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    n = np.linalg.norm(x, axis=-1, keepdims=True)
+    return (x / np.maximum(n, 1e-12)).astype(np.float32)
+
+
+def weighted_fusion(image: np.ndarray, text: np.ndarray, weight: float = DEFAULT_FUSION_WEIGHT) -> np.ndarray:
+    """The untrained fusion ``normalize((1 - w) * image + w * text)`` of ``(d,)`` or ``(n, d)`` embeddings.
+
+    Raises:
+        InputError: the weight is outside 0..1, or the shapes differ.
+    """
+    w = check_weight(weight)
+    a, b = _normalize(image), _normalize(text)
+    if a.shape != b.shape:
+        raise InputError(f"Image and text embeddings have shapes {a.shape} and {b.shape}; fuse embeddings of one encoder.")
+    out = _normalize((1.0 - w) * a + w * b)
+    if not np.isfinite(out).all() or (np.linalg.norm(out, axis=-1) < 0.5).any():
+        raise InputError("The image and text embeddings cancel out at this weight; choose another fusion_weight.")
+    return out
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """The trained fusion module's shape and training settings (saved with its weights)."""
+
+    dim: int
+    hidden: int = 512
+    dropout: float = 0.1
+    epochs: int = 60
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    temperature: float = 0.05
+    init_weight: float = DEFAULT_FUSION_WEIGHT
+    seed: int = 0
+    time_budget_s: float = 120.0
+
+
+def _build(cfg: FusionConfig) -> Any:
+    import torch
+    from torch import nn
+
+    class FusionNet(nn.Module):
+        """``normalize(a * image + b * text + mlp([image, text, image * text]))`` over ``(n, d)`` inputs."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            w = min(max(cfg.init_weight, 1e-3), 1 - 1e-3)
+            self.a = nn.Parameter(torch.tensor(1.0 - w))
+            self.b = nn.Parameter(torch.tensor(w))
+            self.mlp = nn.Sequential(
+                nn.Linear(3 * cfg.dim, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, cfg.dim)
+            )
+            nn.init.zeros_(self.mlp[-1].weight)  # starts as the weighted sum
+            nn.init.zeros_(self.mlp[-1].bias)
+
+        def forward(self, image: Any, text: Any) -> Any:
+            x = torch.cat([image, text, image * text], dim=-1)  # (n, 3d)
+            out = self.a * image + self.b * text + self.mlp(x)  # (n, d)
+            return nn.functional.normalize(out, dim=-1)
+
+    return FusionNet()
+
+
+class TrainedFusion:
+    """A trained early-fusion module: ``fuse(image, text)`` -> one normalized query embedding."""
+
+    def __init__(self, config: FusionConfig, net: Any, info: dict[str, Any] | None = None) -> None:
+        self.config = config
+        self._net = net.eval()
+        self.info: dict[str, Any] = dict(info or {})
+
+    @property
+    def dim(self) -> int:
+        """The embedding dimension it fuses."""
+        return self.config.dim
+
+    def fuse(self, image: np.ndarray, text: np.ndarray) -> np.ndarray:
+        """Fuse ``(d,)`` or ``(n, d)`` image and text embeddings into normalized query embeddings.
+
+        Raises:
+            InputError: the shapes differ or are not of the module's dimension.
+        """
+        import torch
+
+        a, b = _normalize(image), _normalize(text)
+        if a.shape != b.shape or a.shape[-1] != self.dim:
+            raise InputError(f"Fusion of {self.dim}-d embeddings got shapes {a.shape} and {b.shape}; use the index's encoder.")
+        single = a.ndim == 1
+        with torch.no_grad():
+            out = self._net(torch.from_numpy(a.reshape(-1, self.dim)), torch.from_numpy(b.reshape(-1, self.dim))).numpy()
+        return out[0] if single else out
+
+    def to_bytes(self) -> bytes:
+        """The module as bytes: config, weights, training figures and a SHA-256 of the weights."""
+        import torch
+
+        buf = io.BytesIO()
+        torch.save(self._net.state_dict(), buf)
+        weights = buf.getvalue()
+        out = io.BytesIO()
+        torch.save({"format": 1, "config": asdict(self.config), "info": self.info, "weights": weights,
+                    "sha256": hashlib.sha256(weights).hexdigest()}, out)
+        return out.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TrainedFusion:
+        """Load what :meth:`to_bytes` wrote.
+
+        Raises:
+            ArtifactError: the bytes are not a fusion module or fail their checksum.
+        """
+        import torch
+
+        try:
+            blob = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            weights = blob["weights"]
+            if hashlib.sha256(weights).hexdigest() != blob["sha256"]:
+                raise ArtifactError(f"The saved fusion module {FUSION_BLOB!r} fails its checksum; train it again with train_fusion().")
+            cfg = FusionConfig(**blob["config"])
+            net = _build(cfg)
+            net.load_state_dict(torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True))
+        except ArtifactError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
+            raise ArtifactError(f"The saved fusion module {FUSION_BLOB!r} cannot be read ({type(exc).__name__}); train it again with train_fusion().") from None
+        return cls(cfg, net, blob.get("info"))
+
+
+def train_fusion(
+    references: np.ndarray,
+    modifications: np.ndarray,
+    targets: np.ndarray,
+    *,
+    config: FusionConfig | None = None,
+    progress: ProgressCallback | None = None,
+    **params: Any,
+) -> TrainedFusion:
+    """Train the early-fusion module from (reference image, modification text, target) embeddings.
+
+    Args:
+        references: ``(n, d)`` embeddings of the reference images.
+        modifications: ``(n, d)`` embeddings of the modification texts.
+        targets: ``(n, d)`` embeddings of the target documents.
+        config: the module's settings (``dim`` is taken from the data when left out).
+        progress: called as ``("fusion", epoch, epochs, {"loss": ...})``.
+        **params: :class:`FusionConfig` fields overriding ``config`` (``epochs=``, ``hidden=``, ...).
+
+    Returns:
+        The trained module (in eval mode); ``info`` holds the triples, epochs, final loss and time.
+
+    Raises:
+        InputError: the arrays differ in shape, hold fewer than 2 triples, or a setting is unknown.
+    """
+    import torch
+
+    a, b, t = _normalize(references), _normalize(modifications), _normalize(targets)
+    if a.ndim != 2 or a.shape != b.shape or a.shape != t.shape:
+        raise InputError(f"Triples need three (n, d) arrays of one shape, got {a.shape}, {b.shape} and {t.shape}.")
+    if a.shape[0] < 2:
+        raise InputError(f"Training fusion needs at least 2 triples, got {a.shape[0]}; add more (reference, text, target) triples.")
+    base = asdict(config) if config is not None else {"dim": int(a.shape[1])}
+    unknown = set(params) - set(FusionConfig.__dataclass_fields__)
+    if unknown:
+        raise InputError(f"Unknown fusion settings {sorted(unknown)}; use fields of FusionConfig.")
+    cfg = FusionConfig(**{**base, **params})
+    if cfg.dim != a.shape[1]:
+        raise InputError(f"Fusion config is for {cfg.dim}-d embeddings, got {a.shape[1]}-d; use the index's encoder.")
+    check_weight(cfg.init_weight)
+    report = progress or null_progress
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    net = _build(cfg)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    A, B, T = (torch.from_numpy(x) for x in (a, b, t))
+    n = A.shape[0]
+    start = time.perf_counter()
+    loss_v = float("nan")
+    epoch = 0
+    net.train()
+    for epoch in range(1, cfg.epochs + 1):
+        order = torch.randperm(n, generator=gen)
+        total, batches = 0.0, 0
+        for s in range(0, n, cfg.batch_size):
+            idx = order[s:s + cfg.batch_size]
+            if len(idx) < 2:
+                continue
+            q = net(A[idx], B[idx])  # (m, d)
+            tgt = T[idx]  # (m, d)
+            logits = q @ tgt.T / cfg.temperature  # (m, m); in-batch targets are the negatives
+            # Triples that share a target are not negatives of each other.
+            same = (tgt @ tgt.T) > 0.9999
+            logits = logits.masked_fill(same & ~torch.eye(len(idx), dtype=torch.bool), float("-inf"))
+            loss = torch.nn.functional.cross_entropy(logits, torch.arange(len(idx)))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss)
+            batches += 1
+        loss_v = total / max(batches, 1)
+        report("fusion", epoch, cfg.epochs, {"loss": loss_v})
+        if time.perf_counter() - start > cfg.time_budget_s:
+            logger.info("fusion training stopped by its time budget after %d epochs", epoch)
+            break
+    info = {"n_triples": int(n), "epochs": epoch, "loss": round(loss_v, 5), "train_s": round(time.perf_counter() - start, 3),
+            "trained_at": time.time()}
+    logger.info("trained fusion on %d triples: loss %.4f in %.1f s", n, loss_v, info["train_s"])
+    return TrainedFusion(cfg, net, info)
+
+
+def load_fusion(store: Any) -> TrainedFusion | None:
+    """The trained fusion module saved with the index, or ``None`` when there is none.
+
+    Raises:
+        ArtifactError: the saved module is unreadable.
+    """
+    raw = store.get_blob(FUSION_BLOB)
+    return TrainedFusion.from_bytes(raw) if raw is not None else None
+
+
+def compose(image: np.ndarray, text: np.ndarray, *, weight: float | None, trained: TrainedFusion | None) -> np.ndarray:
+    """One composed query embedding: the trained module when given and no weight is asked, else the weighted sum.
+
+    Raises:
+        InputError: the weight is outside 0..1.
+    """
+    if weight is None and trained is not None and trained.dim == np.asarray(image).shape[-1]:
+        return trained.fuse(image, text)
+    return weighted_fusion(image, text, DEFAULT_FUSION_WEIGHT if weight is None else weight)
+
+
+def train_and_save(
+    store: Any,
+    encode_images: Any,
+    encode_texts: Any,
+    references: Any,
+    modifications: Any,
+    targets: Any,
+    *,
+    progress: ProgressCallback | None = None,
+    **params: Any,
+) -> TrainedFusion:
+    """Embed (reference image, modification text, target id) triples, train the fusion module, save it with the index.
+
+    Args:
+        store: the index's store (targets' vectors are read from it, the module is saved to it).
+        encode_images / encode_texts: the index encoder's embedding functions.
+        references: the reference images (paths, PIL images, bytes or arrays), one per triple.
+        modifications: the modification texts, one per triple.
+        targets: the point id of each triple's target document in the index.
+        progress: called per epoch.
+        **params: :class:`FusionConfig` fields (``epochs=``, ``hidden=``, ``time_budget_s=``, ...).
+
+    Returns:
+        The trained module, already saved (the previous one is replaced only once training succeeded).
+
+    Raises:
+        InputError: the three lists differ in length, a text is empty, or an image is unreadable.
+        NotFoundError: a target id is not in the index.
+    """
+    from .errors import NotFoundError
+    from .images import load_image
+    from .types import normalize_id
+
+    refs, mods, tgts = list(references), list(modifications), list(targets)
+    if not (len(refs) == len(mods) == len(tgts)):
+        raise InputError(f"Got {len(refs)} references, {len(mods)} modifications and {len(tgts)} targets; give one of each per triple.")
+    for i, m in enumerate(mods):
+        if not isinstance(m, str) or not m.strip():
+            raise InputError(f"Modification #{i} {m!r} is empty or not a string; give the text that changes the reference.")
+    ids = [normalize_id(t) for t in tgts]
+    unique = list(dict.fromkeys(ids))
+    found = {r.id: r.vector for r in store.retrieve(unique, with_vectors=True)}
+    missing = [i for i in unique if i not in found]
+    if missing:
+        raise NotFoundError(f"Target ids {missing[:5]} are not in the index; add the target documents before training fusion.")
+    ref_vecs = np.concatenate([encode_images([load_image(x) for x in refs[s:s + 64]]) for s in range(0, len(refs), 64)]) if refs else np.zeros((0, 1))
+    mod_vecs = np.concatenate([encode_texts(mods[s:s + 256]) for s in range(0, len(mods), 256)]) if mods else np.zeros((0, 1))
+    tgt_vecs = np.stack([np.asarray(found[i], dtype=np.float32) for i in ids]) if ids else np.zeros((0, 1))
+    module = train_fusion(ref_vecs, mod_vecs, tgt_vecs, progress=progress, **params)
+    store.put_blob(FUSION_BLOB, module.to_bytes())
+    return module
