@@ -88,6 +88,7 @@ class FusionConfig:
     init_weight: float = DEFAULT_FUSION_WEIGHT
     seed: int = 0
     time_budget_s: float = 120.0
+    threads: int = 1  # a module this small trains fastest on one CPU thread (no contention with other work)
 
 
 def _build(cfg: FusionConfig) -> Any:
@@ -221,6 +222,17 @@ def train_fusion(
     if cfg.dim != a.shape[1]:
         raise InputError(f"Fusion config is for {cfg.dim}-d embeddings, got {a.shape[1]}-d; use the index's encoder.")
     check_weight(cfg.init_weight)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(cfg.threads)))
+    try:
+        return _train(cfg, a, b, t, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(cfg: FusionConfig, a: np.ndarray, b: np.ndarray, t: np.ndarray, progress: ProgressCallback | None) -> TrainedFusion:
+    import torch
+
     report = progress or null_progress
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -249,7 +261,7 @@ def train_fusion(
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss)
+            total += float(loss.detach())
             batches += 1
         loss_v = total / max(batches, 1)
         report("fusion", epoch, cfg.epochs, {"loss": loss_v})
