@@ -7,6 +7,7 @@ knows at which second each picture appears.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -227,3 +228,40 @@ def test_video_survives_reopen(connect: Any, tiny_encoder: Any, clips: dict[str,
     with MultimodalRetriever.open("vids", encoder=tiny_encoder, **kw) as r:
         hit = r.search(image=picture("8-ball.png"), k=1, group_by="video")[0]
         assert hit.id == 5 and hit.video == 5 and 4.0 - 1.0 <= (hit.t or 0) < 6.0
+
+
+# -- the CLI --------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_cli_ingests_videos_and_saves_the_moment(clips: dict[str, Path], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mmgr_qdrant.cli import app
+
+    env = {"MMGR_PATH": None, "MMGR_COLLECTION": None, "QDRANT_URL": None, "QDRANT_API_KEY": None, "COLUMNS": "200"}
+    conn = ["--path", str(tmp_path / "store"), "--collection", "vids"]
+
+    def ok(*args: Any) -> Any:
+        res = CliRunner().invoke(app, [str(a) for a in args], prog_name="mmgr", env=env)
+        assert res.exit_code == 0, f"{args}: {res.output}\n{res.exception!r}"
+        return res
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        (folder / name).write_bytes(clips[name].read_bytes())
+    (folder / "broken.mov").write_bytes(b"not a video at all")
+    ok("init", "--encoder", "open_clip:mmgr-tiny/none", *conn)
+    out = ok("ingest", folder, "--every", "0.5", *conn).output
+    assert "videos stored" in out and "24 video moments" in out and "broken.mov" in out
+    query = tmp_path / "q.png"
+    picture("acorn.png").save(query)
+    sheet = tmp_path / "hits.png"
+    data = json.loads(ok("search", "--image", query, "--modality", "video", "-k", "2", "--json", "--save", sheet, *conn).stdout)  # notes go to stderr
+    assert data[0]["modality"] == "video" and data[0]["uri"].endswith("a.mp4") and 2.0 - 0.5 <= data[0]["t"] < 4.0
+    img = np.asarray(Image.open(sheet).convert("RGB"))
+    assert img.shape[0] > 100 and (img < 30).all(axis=2).sum() > 50  # the black timestamp badge is drawn
+    grouped = json.loads(ok("search", "--image", query, "--group-by", "video", "-k", "5", "--json", *conn).stdout)
+    assert [g["video"] for g in grouped] == [g["id"] for g in grouped] and len(grouped) == 2 and grouped[0]["moments"]
+    composed = json.loads(ok("search", "an acorn", "--image", query, "--fusion-weight", "0.3", "--json", *conn).stdout)
+    assert composed and composed[0]["modality"] == "video"
