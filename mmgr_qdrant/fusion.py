@@ -89,6 +89,8 @@ class FusionConfig:
     seed: int = 0
     time_budget_s: float = 120.0
     threads: int = 1  # a module this small trains fastest on one CPU thread (no contention with other work)
+    val_fraction: float = 0.1  # held-out triples that pick the best epoch (none below 10 triples)
+    patience: int = 10  # epochs without a better held-out loss before stopping
 
 
 def _build(cfg: FusionConfig) -> Any:
@@ -185,35 +187,59 @@ class TrainedFusion:
 def train_fusion(
     references: np.ndarray,
     modifications: np.ndarray,
-    targets: np.ndarray,
+    targets: Any,
     *,
+    corpus: np.ndarray | None = None,
     config: FusionConfig | None = None,
     progress: ProgressCallback | None = None,
     **params: Any,
 ) -> TrainedFusion:
     """Train the early-fusion module from (reference image, modification text, target) embeddings.
 
+    The loss is a multi-positive InfoNCE: the fused query should score its target(s) above the
+    negatives, which are the other targets of the batch, or the whole ``corpus`` when given (the
+    documents the query will be ranked among). A ``val_fraction`` of the triples is held out; the
+    weights kept are those of the epoch with the lowest held-out loss, epoch 0 (the plain
+    weighted sum at ``init_weight``) included, so training never ends worse on held-out triples
+    than the untrained fusion it starts from.
+
     Args:
         references: ``(n, d)`` embeddings of the reference images.
         modifications: ``(n, d)`` embeddings of the modification texts.
-        targets: ``(n, d)`` embeddings of the target documents.
+        targets: ``(n, d)`` target embeddings; or, with ``corpus``, one corpus row index (or a
+            list of indices: several correct targets) per triple.
+        corpus: ``(m, d)`` embeddings of the documents to rank (the negatives).
         config: the module's settings (``dim`` is taken from the data when left out).
-        progress: called as ``("fusion", epoch, epochs, {"loss": ...})``.
+        progress: called as ``("fusion", epoch, epochs, {"loss": ..., "val_loss": ...})``.
         **params: :class:`FusionConfig` fields overriding ``config`` (``epochs=``, ``hidden=``, ...).
 
     Returns:
-        The trained module (in eval mode); ``info`` holds the triples, epochs, final loss and time.
+        The trained module (in eval mode); ``info`` holds the triples, epochs, best epoch, losses and time.
 
     Raises:
-        InputError: the arrays differ in shape, hold fewer than 2 triples, or a setting is unknown.
+        InputError: the arrays differ in shape, hold fewer than 2 triples, an index is out of range,
+            or a setting is unknown.
     """
     import torch
 
-    a, b, t = _normalize(references), _normalize(modifications), _normalize(targets)
-    if a.ndim != 2 or a.shape != b.shape or a.shape != t.shape:
-        raise InputError(f"Triples need three (n, d) arrays of one shape, got {a.shape}, {b.shape} and {t.shape}.")
-    if a.shape[0] < 2:
-        raise InputError(f"Training fusion needs at least 2 triples, got {a.shape[0]}; add more (reference, text, target) triples.")
+    a, b = _normalize(references), _normalize(modifications)
+    if a.ndim != 2 or a.shape != b.shape:
+        raise InputError(f"References and modifications need two (n, d) arrays of one shape, got {a.shape} and {b.shape}.")
+    n = a.shape[0]
+    if corpus is None:
+        t = _normalize(targets)
+        if t.shape != a.shape:
+            raise InputError(f"Targets need shape {a.shape} (one embedding per triple), got {t.shape}; or pass corpus= and indices.")
+        cands, positives = t, [[i] for i in range(n)]
+    else:
+        cands = _normalize(corpus)
+        if cands.ndim != 2 or cands.shape[1] != a.shape[1]:
+            raise InputError(f"corpus= needs shape (m, {a.shape[1]}), got {cands.shape}.")
+        positives = [[int(x) for x in (tg if isinstance(tg, (list, tuple, np.ndarray)) else [tg])] for tg in targets]
+        if len(positives) != n or any(not p or min(p) < 0 or max(p) >= len(cands) for p in positives):
+            raise InputError(f"Targets need one non-empty list of corpus rows (0..{len(cands) - 1}) per triple ({n}).")
+    if n < 2:
+        raise InputError(f"Training fusion needs at least 2 triples, got {n}; add more (reference, text, target) triples.")
     base = asdict(config) if config is not None else {"dim": int(a.shape[1])}
     unknown = set(params) - set(FusionConfig.__dataclass_fields__)
     if unknown:
@@ -222,15 +248,22 @@ def train_fusion(
     if cfg.dim != a.shape[1]:
         raise InputError(f"Fusion config is for {cfg.dim}-d embeddings, got {a.shape[1]}-d; use the index's encoder.")
     check_weight(cfg.init_weight)
+    if not 0.0 <= cfg.val_fraction < 1.0:
+        raise InputError(f"val_fraction={cfg.val_fraction} is outside [0, 1); use e.g. 0.1.")
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, int(cfg.threads)))
     try:
-        return _train(cfg, a, b, t, progress)
+        return _train(cfg, a, b, cands, positives, corpus is not None, progress)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(cfg: FusionConfig, a: np.ndarray, b: np.ndarray, t: np.ndarray, progress: ProgressCallback | None) -> TrainedFusion:
+def _train(
+    cfg: FusionConfig, a: np.ndarray, b: np.ndarray, cands: np.ndarray, positives: list[list[int]], shared: bool,
+    progress: ProgressCallback | None,
+) -> TrainedFusion:
+    import copy
+
     import torch
 
     report = progress or null_progress
@@ -238,39 +271,70 @@ def _train(cfg: FusionConfig, a: np.ndarray, b: np.ndarray, t: np.ndarray, progr
     gen = torch.Generator().manual_seed(cfg.seed)
     net = _build(cfg)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    A, B, T = (torch.from_numpy(x) for x in (a, b, t))
+    A, B, C = (torch.from_numpy(x) for x in (a, b, cands))
     n = A.shape[0]
+    pos = torch.zeros((n, len(cands)), dtype=torch.bool)  # (n, m) which candidates are correct for each triple
+    for i, p in enumerate(positives):
+        pos[i, p] = True
+    order0 = torch.randperm(n, generator=gen)
+    n_val = round(cfg.val_fraction * n) if n >= 10 else 0
+    val, fit = order0[:n_val], order0[n_val:]
+
+    def loss_of(idx: Any) -> Any:
+        q = net(A[idx], B[idx])  # (k, d)
+        if shared:  # every corpus document is a candidate
+            logits, ok = q @ C.T / cfg.temperature, pos[idx]  # (k, m)
+        else:  # the batch's own targets are the candidates; triples sharing a target are not negatives
+            cols = torch.tensor([positives[int(i)][0] for i in idx])
+            tgt = C[cols]  # (k, d)
+            logits, ok = q @ tgt.T / cfg.temperature, (tgt @ tgt.T) > 0.9999  # (k, k)
+        return (torch.logsumexp(logits, 1) - torch.logsumexp(logits.masked_fill(~ok, float("-inf")), 1)).mean()
+
+    def val_loss() -> float:
+        if not n_val:
+            return float("nan")
+        net.eval()
+        with torch.no_grad():
+            v = float(loss_of(val))
+        net.train()
+        return v
+
+    best, best_epoch, best_state = val_loss(), 0, copy.deepcopy(net.state_dict())
     start = time.perf_counter()
-    loss_v = float("nan")
-    epoch = 0
+    loss_v, epoch, stale = float("nan"), 0, 0
     net.train()
     for epoch in range(1, cfg.epochs + 1):
-        order = torch.randperm(n, generator=gen)
+        order = fit[torch.randperm(len(fit), generator=gen)]
         total, batches = 0.0, 0
-        for s in range(0, n, cfg.batch_size):
+        for s in range(0, len(order), cfg.batch_size):
             idx = order[s:s + cfg.batch_size]
             if len(idx) < 2:
                 continue
-            q = net(A[idx], B[idx])  # (m, d)
-            tgt = T[idx]  # (m, d)
-            logits = q @ tgt.T / cfg.temperature  # (m, m); in-batch targets are the negatives
-            # Triples that share a target are not negatives of each other.
-            same = (tgt @ tgt.T) > 0.9999
-            logits = logits.masked_fill(same & ~torch.eye(len(idx), dtype=torch.bool), float("-inf"))
-            loss = torch.nn.functional.cross_entropy(logits, torch.arange(len(idx)))
+            loss = loss_of(idx)
             opt.zero_grad()
             loss.backward()
             opt.step()
             total += float(loss.detach())
             batches += 1
         loss_v = total / max(batches, 1)
-        report("fusion", epoch, cfg.epochs, {"loss": loss_v})
+        v = val_loss()
+        report("fusion", epoch, cfg.epochs, {"loss": loss_v, "val_loss": v})
+        if n_val and v < best - 1e-4:
+            best, best_epoch, best_state, stale = v, epoch, copy.deepcopy(net.state_dict()), 0
+        elif n_val:
+            stale += 1
+            if stale >= cfg.patience:
+                break
         if time.perf_counter() - start > cfg.time_budget_s:
             logger.info("fusion training stopped by its time budget after %d epochs", epoch)
             break
-    info = {"n_triples": int(n), "epochs": epoch, "loss": round(loss_v, 5), "train_s": round(time.perf_counter() - start, 3),
-            "trained_at": time.time()}
-    logger.info("trained fusion on %d triples: loss %.4f in %.1f s", n, loss_v, info["train_s"])
+    if n_val:
+        net.load_state_dict(best_state)
+    else:
+        best_epoch = epoch
+    info = {"n_triples": int(n), "n_val": int(n_val), "epochs": epoch, "best_epoch": best_epoch, "loss": round(loss_v, 5),
+            "val_loss": None if not n_val else round(best, 5), "train_s": round(time.perf_counter() - start, 3), "trained_at": time.time()}
+    logger.info("trained fusion on %d triples: best epoch %d of %d, loss %.4f in %.1f s", n, best_epoch, epoch, loss_v, info["train_s"])
     return TrainedFusion(cfg, net, info)
 
 

@@ -51,7 +51,7 @@ def test_trained_fusion_learns_triples_and_round_trips() -> None:
     corpus = _unit(rng.normal(size=(n_img * n_mod, d)))  # target of (i, j) is corpus[i * n_mod + j]: not a sum
     i, j = np.meshgrid(np.arange(n_img), np.arange(n_mod), indexing="ij")
     i, j = i.ravel(), j.ravel()
-    module = train_fusion(imgs[i], mods[j], corpus[i * n_mod + j], epochs=150, batch_size=32, seed=0)
+    module = train_fusion(imgs[i], mods[j], corpus[i * n_mod + j], epochs=150, batch_size=32, seed=0, val_fraction=0.0)
     fused = module.fuse(imgs[i], mods[j])
     trained_r1 = float(np.mean((fused @ corpus.T).argmax(1) == i * n_mod + j))
     untrained_r1 = float(np.mean((weighted_fusion(imgs[i], mods[j], 0.5) @ corpus.T).argmax(1) == i * n_mod + j))
@@ -65,6 +65,11 @@ def test_trained_fusion_learns_triples_and_round_trips() -> None:
         TrainedFusion.from_bytes(bytes(raw))
     with pytest.raises(InputError, match="triples"):
         train_fusion(imgs[:1], mods[:1], corpus[:1])
+    # with the whole corpus as negatives and indices as targets (several per triple allowed)
+    shared = train_fusion(imgs[i], mods[j], [[x] for x in i * n_mod + j], corpus=corpus, epochs=60, seed=0, val_fraction=0.0)
+    assert float(np.mean((shared.fuse(imgs[i], mods[j]) @ corpus.T).argmax(1) == i * n_mod + j)) >= 0.9
+    with pytest.raises(InputError, match="corpus rows"):
+        train_fusion(imgs[:2], mods[:2], [[0], [len(corpus)]], corpus=corpus)
     with pytest.raises(InputError, match="Unknown fusion settings"):
         train_fusion(imgs[:2], mods[:2], corpus[:2], epoch=3)
 
@@ -145,7 +150,7 @@ def test_trained_fusion_is_used_and_saved_with_the_index(connect: Any, tiny_enco
 
         before = recall_at_1(None)  # no module yet: the weighted sum at 0.5
         assert before == recall_at_1(0.5)
-        info = r.train_fusion(list(refs_t), list(mods_t), list(tgts_t), epochs=200, batch_size=16)
+        info = r.train_fusion(list(refs_t), list(mods_t), list(tgts_t), epochs=200, batch_size=16, val_fraction=0.0)
         assert info["n_triples"] == 16 and r.store.get_blob(FUSION_BLOB)
         after = recall_at_1(None)
         assert after >= 0.75 > before, (before, after)
@@ -157,3 +162,14 @@ def test_trained_fusion_is_used_and_saved_with_the_index(connect: Any, tiny_enco
     with MultimodalRetriever.open("fuse", encoder=tiny_encoder, **kw) as r2:
         hits = [r2.search(image=a, text=b, k=1, modality="image")[0].id for a, b, _ in triples]
         assert float(np.mean([h == t for h, (_, _, t) in zip(hits, triples)])) == after
+
+
+def test_held_out_triples_keep_the_best_epoch() -> None:
+    """Targets that cannot be learned (random): the held-out loss never improves, the start is kept."""
+    rng = np.random.default_rng(2)
+    a, b, t = (_unit(rng.normal(size=(60, 16))) for _ in range(3))
+    module = train_fusion(a, b, t, epochs=30, val_fraction=0.25, patience=5, seed=0)
+    assert module.info["n_val"] == 15 and module.info["best_epoch"] == 0 and module.info["epochs"] <= 30
+    assert np.allclose(module.fuse(a, b), weighted_fusion(a, b, 0.5), atol=1e-5)  # still the plain weighted sum
+    with pytest.raises(InputError, match="val_fraction"):
+        train_fusion(a, b, t, val_fraction=1.0)
