@@ -32,6 +32,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -90,6 +91,23 @@ def recall_at(scores: np.ndarray, triples: list[tuple[int, str, frozenset[int]]]
     return hits / max(len(triples), 1)
 
 
+def boolean_recall(enc: Any, corpus: np.ndarray, pool: list[int], ref_paths: dict[int, str],
+                   triples: list[tuple[int, str, frozenset[int]]]) -> float:
+    """R@10 of ``Q.image(ref) & Q.text(text)`` through a built index (Qdrant Edge) holding ``pool``."""
+    from mmgr_qdrant import MultimodalRetriever
+    from mmgr_qdrant.setops import Q
+
+    id_of = {i: n + 1 for n, i in enumerate(pool)}
+    with tempfile.TemporaryDirectory() as tmp, MultimodalRetriever.create("composed", path=tmp, encoder=enc) as r:
+        r.add_embeddings(corpus, modality="image", ids=[id_of[i] for i in pool], uris=[ref_paths[i] for i in pool])
+        r.build(time_budget_s=30.0)
+        hit = 0
+        for ref, text, targets in triples:
+            got = [h.id for h in r.search(Q.image(ref_paths[ref]) & Q.text(text), k=11) if h.id != id_of[ref]][:10]
+            hit += bool(set(got) & {id_of[t] for t in targets})
+    return hit / max(len(triples), 1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=1500, help="images in the benchmark (both pools)")
@@ -97,6 +115,7 @@ def main() -> None:
     ap.add_argument("--test-triples", type=int, default=400)
     ap.add_argument("--bool-triples", type=int, default=30, help="test triples also run as Q.image & Q.text (slow: a built index)")
     ap.add_argument("--encoder", default="lit:default")
+    ap.add_argument("--fusion-params", default="{}", help='FusionConfig fields as JSON, e.g. \'{"hidden": 128}\'')
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true", help="print one JSON line last")
     args = ap.parse_args()
@@ -157,8 +176,9 @@ def main() -> None:
     results[f"fusion w={best_w} (untrained, w from train)"] = recall_at(weighted_fusion(ti, tt, best_w) @ corpus.T, test, pos)
     # every target of a training triple is a positive; the whole training pool is the negatives
     t_fit = time.perf_counter()
+    fparams = {"init_weight": best_w, "seed": args.seed, "time_budget_s": 240.0, **json.loads(args.fusion_params)}
     module = train_fusion(ri, rt, [sorted(train_pos[x] for x in ts) for _, _, ts in train], corpus=train_corpus,
-                          init_weight=best_w, seed=args.seed, time_budget_s=240.0)
+                          groups=[t.split(" with ")[-1] if " with " in t else t.split(" instead of ")[0] for _, t, _ in train], **fparams)
     fit_s = time.perf_counter() - t_fit
     results["fusion (trained)"] = recall_at(module.fuse(ti, tt) @ corpus.T, test, pos)
     by_kind: dict[str, dict[str, float]] = {}
@@ -170,22 +190,12 @@ def main() -> None:
                          "untrained": recall_at(weighted_fusion(ti[idx], tt[idx], best_w) @ corpus.T, part, pos),
                          "trained": recall_at(module.fuse(ti[idx], tt[idx]) @ corpus.T, part, pos)}
 
-    # Q.image(ref) & Q.text(text) through a built index holding the test pool
-    from mmgr_qdrant import MultimodalRetriever
-    from mmgr_qdrant.setops import Q
-
     bool_test = test[: args.bool_triples]
     t_bool = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp, MultimodalRetriever.create("composed", path=tmp, encoder=enc) as r:
-        ids = list(range(1, len(test_pool) + 1))
-        r.add_embeddings(corpus, modality="image", ids=ids, uris=[paths[row[i]] for i in test_pool])
-        r.build(time_budget_s=30.0)
-        id_of = {i: n + 1 for n, i in enumerate(test_pool)}
-        hit = 0
-        for ref, text, targets in bool_test:
-            got = [h.id for h in r.search(Q.image(paths[row[ref]]) & Q.text(text), k=11) if h.id != id_of[ref]][:10]
-            hit += bool(set(got) & {id_of[t] for t in targets})
-        results["Q.image & Q.text"] = hit / max(len(bool_test), 1)
+    sub: dict[str, float] = {}
+    if bool_test:
+        ref_paths = {i: paths[row[i]] for i in test_pool}
+        results["Q.image & Q.text"] = boolean_recall(enc, corpus, test_pool, ref_paths, bool_test)
         # the same triples, the other methods, for a like-for-like comparison on the boolean subset
         sub_i, sub_t = ti[: len(bool_test)], tt[: len(bool_test)]
         sub = {"image-only": recall_at(sub_i @ corpus.T, bool_test, pos), "text-only": recall_at(sub_t @ corpus.T, bool_test, pos),
@@ -201,7 +211,8 @@ def main() -> None:
     for name, v in results.items():
         extra = f"   (first {len(bool_test)} test triples)" if name == "Q.image & Q.text" else ""
         print(f"{name:<44} {v:6.3f}{extra}")
-    print(f"{'  same subset: image / text / trained':<44} {sub['image-only']:.3f} / {sub['text-only']:.3f} / {sub['fusion (trained)']:.3f}")
+    if sub:
+        print(f"{'  same subset: image / text / trained':<44} {sub['image-only']:.3f} / {sub['text-only']:.3f} / {sub['fusion (trained)']:.3f}")
     for kind, f in by_kind.items():
         print(f"  {kind!r} triples ({f['triples']}): image / text / untrained / trained = "
               f"{f['image-only']:.3f} / {f['text-only']:.3f} / {f['untrained']:.3f} / {f['trained']:.3f}")

@@ -105,11 +105,10 @@ def _build(cfg: FusionConfig) -> Any:
             w = min(max(cfg.init_weight, 1e-3), 1 - 1e-3)
             self.a = nn.Parameter(torch.tensor(1.0 - w))
             self.b = nn.Parameter(torch.tensor(w))
-            self.mlp = nn.Sequential(
-                nn.Linear(3 * cfg.dim, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, cfg.dim)
-            )
-            nn.init.zeros_(self.mlp[-1].weight)  # starts as the weighted sum
-            nn.init.zeros_(self.mlp[-1].bias)
+            out = nn.Linear(cfg.hidden, cfg.dim)
+            nn.init.zeros_(out.weight)  # starts as the weighted sum
+            nn.init.zeros_(out.bias)
+            self.mlp = nn.Sequential(nn.Linear(3 * cfg.dim, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout), out)
 
         def forward(self, image: Any, text: Any) -> Any:
             x = torch.cat([image, text, image * text], dim=-1)  # (n, 3d)
@@ -190,6 +189,7 @@ def train_fusion(
     targets: Any,
     *,
     corpus: np.ndarray | None = None,
+    groups: Any = None,
     config: FusionConfig | None = None,
     progress: ProgressCallback | None = None,
     **params: Any,
@@ -209,6 +209,8 @@ def train_fusion(
         targets: ``(n, d)`` target embeddings; or, with ``corpus``, one corpus row index (or a
             list of indices: several correct targets) per triple.
         corpus: ``(m, d)`` embeddings of the documents to rank (the negatives).
+        groups: one hashable per triple (the modification's keyword, say); the held-out triples
+            are whole groups, so the best epoch is the one that generalizes to unseen groups.
         config: the module's settings (``dim`` is taken from the data when left out).
         progress: called as ``("fusion", epoch, epochs, {"loss": ..., "val_loss": ...})``.
         **params: :class:`FusionConfig` fields overriding ``config`` (``epochs=``, ``hidden=``, ...).
@@ -253,14 +255,14 @@ def train_fusion(
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, int(cfg.threads)))
     try:
-        return _train(cfg, a, b, cands, positives, corpus is not None, progress)
+        return _train(cfg, a, b, cands, positives, corpus is not None, progress, None if groups is None else list(groups))
     finally:
         torch.set_num_threads(threads)
 
 
 def _train(
     cfg: FusionConfig, a: np.ndarray, b: np.ndarray, cands: np.ndarray, positives: list[list[int]], shared: bool,
-    progress: ProgressCallback | None,
+    progress: ProgressCallback | None, groups: list[Any] | None = None,
 ) -> TrainedFusion:
     import copy
 
@@ -278,7 +280,22 @@ def _train(
         pos[i, p] = True
     order0 = torch.randperm(n, generator=gen)
     n_val = round(cfg.val_fraction * n) if n >= 10 else 0
-    val, fit = order0[:n_val], order0[n_val:]
+    if groups is not None and n_val:  # hold out whole groups, in a seeded random order of the groups
+        if len(groups) != n:
+            raise InputError(f"Got {len(groups)} groups for {n} triples; give one group per triple.")
+        names = sorted(set(groups), key=str)
+        held: set[Any] = set()
+        count = 0
+        for j in torch.randperm(len(names), generator=gen).tolist():
+            if count >= n_val:
+                break
+            held.add(names[j])
+            count += sum(1 for g in groups if g == names[j])
+        mask = torch.tensor([g in held for g in groups])
+        val, fit = order0[mask[order0]], order0[~mask[order0]]
+        n_val = len(val)
+    else:
+        val, fit = order0[:n_val], order0[n_val:]
 
     def loss_of(idx: Any) -> Any:
         q = net(A[idx], B[idx])  # (k, d)

@@ -72,7 +72,7 @@ class AdminMixin:
 
         Args:
             id: the document.
-            modality: only documents of this modality (``"image"`` or ``"text"``).
+            modality: only documents of this modality (``"image"``, ``"text"`` or ``"video"``).
             k: hits to return.
 
         Raises:

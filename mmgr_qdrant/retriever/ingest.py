@@ -181,7 +181,7 @@ class IngestMixin:
 
         Args:
             vectors: an ``(n, dim)`` array; rows are L2-normalized before storing.
-            modality: ``"image"`` or ``"text"`` for all rows.
+            modality: ``"image"``, ``"text"`` or ``"video"`` for all rows.
             texts / uris: optional text or source URI per row, returned in hits.
             Other arguments as in :meth:`add_images`.
 

@@ -68,7 +68,7 @@ class SearchMixin:
             image: a query image (path, PIL image, bytes or array).
             vector: a query embedding of the index's dimension.
             k: hits to return.
-            modality: only documents of this modality (``"image"`` or ``"text"``).
+            modality: only documents of this modality (``"image"``, ``"text"`` or ``"video"``).
             mode: ``"dense"`` (exact vector search), ``"hybrid"`` or ``"generative"``; the default is
                 hybrid once the index is built, dense before.
             where: payload conditions (``{"field": value}`` or ``{"field": [v1, v2]}``).
@@ -106,6 +106,8 @@ class SearchMixin:
             fusion_weight = query.weight if fusion_weight is None else fusion_weight
             image, text, query = query.image.source, query.text.text, None
         if text is not None or (image is not None and isinstance(query, str)):
+            if isinstance(query, Expr):
+                raise InputError("Give a Q expression alone; a composed query is Q.image(ref) + Q.text(...) or image= with text=.")
             vector, query, image, text = self._composed_vector(query, image, text, vector, fusion_weight), None, None, None
         elif fusion_weight is not None:
             raise InputError("fusion_weight= applies to composed queries only; give image= and text= (or Q.image(...) + Q.text(...)).")

@@ -142,7 +142,7 @@ class Q:
 
     @staticmethod
     def modality(modality: str) -> Modality:
-        """The documents of one modality (``"image"`` or ``"text"``).
+        """The documents of one modality (``"image"``, ``"text"`` or ``"video"``).
 
         Raises:
             InputError: the modality is unknown.
