@@ -12,6 +12,9 @@ from mmgr_qdrant.fusion import FUSION_BLOB, TrainedFusion, check_weight, train_f
 from mmgr_qdrant.setops import Composed, Q
 from tests.conftest import make_image
 
+# A wide, unregularized head: these tests check that training fits its triples, not generalization.
+FIT: dict[str, Any] = {"hidden": 256, "dropout": 0.0, "lr": 2e-3, "weight_decay": 1e-4}
+
 TEXTS = ["a red car", "a green tree", "a blue boat", "a yellow sun", "a black cat", "a white dog"]
 
 
@@ -51,7 +54,7 @@ def test_trained_fusion_learns_triples_and_round_trips() -> None:
     corpus = _unit(rng.normal(size=(n_img * n_mod, d)))  # target of (i, j) is corpus[i * n_mod + j]: not a sum
     i, j = np.meshgrid(np.arange(n_img), np.arange(n_mod), indexing="ij")
     i, j = i.ravel(), j.ravel()
-    module = train_fusion(imgs[i], mods[j], corpus[i * n_mod + j], epochs=150, batch_size=32, seed=0, val_fraction=0.0)
+    module = train_fusion(imgs[i], mods[j], corpus[i * n_mod + j], epochs=150, batch_size=32, seed=0, val_fraction=0.0, **FIT)
     fused = module.fuse(imgs[i], mods[j])
     trained_r1 = float(np.mean((fused @ corpus.T).argmax(1) == i * n_mod + j))
     untrained_r1 = float(np.mean((weighted_fusion(imgs[i], mods[j], 0.5) @ corpus.T).argmax(1) == i * n_mod + j))
@@ -66,7 +69,7 @@ def test_trained_fusion_learns_triples_and_round_trips() -> None:
     with pytest.raises(InputError, match="triples"):
         train_fusion(imgs[:1], mods[:1], corpus[:1])
     # with the whole corpus as negatives and indices as targets (several per triple allowed)
-    shared = train_fusion(imgs[i], mods[j], [[x] for x in i * n_mod + j], corpus=corpus, epochs=60, seed=0, val_fraction=0.0)
+    shared = train_fusion(imgs[i], mods[j], [[x] for x in i * n_mod + j], corpus=corpus, epochs=60, seed=0, val_fraction=0.0, **FIT)
     assert float(np.mean((shared.fuse(imgs[i], mods[j]) @ corpus.T).argmax(1) == i * n_mod + j)) >= 0.9
     with pytest.raises(InputError, match="corpus rows"):
         train_fusion(imgs[:2], mods[:2], [[0], [len(corpus)]], corpus=corpus)
@@ -150,7 +153,7 @@ def test_trained_fusion_is_used_and_saved_with_the_index(connect: Any, tiny_enco
 
         before = recall_at_1(None)  # no module yet: the weighted sum at 0.5
         assert before == recall_at_1(0.5)
-        info = r.train_fusion(list(refs_t), list(mods_t), list(tgts_t), epochs=200, batch_size=16, val_fraction=0.0)
+        info = r.train_fusion(list(refs_t), list(mods_t), list(tgts_t), epochs=200, batch_size=16, val_fraction=0.0, **FIT)
         assert info["n_triples"] == 16 and r.store.get_blob(FUSION_BLOB)
         after = recall_at_1(None)
         assert after >= 0.75 > before, (before, after)
