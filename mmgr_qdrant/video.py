@@ -267,9 +267,10 @@ def add_videos(
 
     Each video is decoded as a stream and stored ``batch_size`` frames at a time through
     ``ingest`` (the retriever's own ingest path, so docids are assigned once the index is built).
-    A video that fails part-way has the moments already written for it removed again, so a failed
-    video leaves nothing behind. Re-adding a video replaces its moments (those of the old sampling
-    that the new one does not produce are deleted).
+    A video that fails part-way has the moments already written for it removed again, so a skipped
+    video leaves nothing behind, and with ``on_error="raise"`` a failed call removes the new moments
+    of every video it added. Re-adding a video replaces its moments (those of the old sampling that
+    the new one does not produce are deleted once the whole call has succeeded).
 
     Args:
         paths: video files.
@@ -281,7 +282,7 @@ def add_videos(
         captions: one caption (or ``None``) per video, stored on each of its moments.
         payloads: one user payload (or ``None``) per video, copied to each of its moments.
         ids: one id per video (unsigned int or UUID string); derived from the file's bytes if left out.
-        on_error: ``"raise"`` (stop at the first bad video; the videos before it stay stored) or
+        on_error: ``"raise"`` (stop at the first bad video; nothing new of the call stays stored) or
             ``"skip"`` (bad videos are listed in ``result.skipped`` with the reason).
         batch_size: frames per encoder batch and per upsert.
         progress: called as ``("video", videos done, videos, {})`` and per decoded batch.
@@ -313,23 +314,31 @@ def add_videos(
             raise InputError(f"Caption #{i} {c!r} is empty or not a string; give text or None.")
     report = progress or null_progress
     result = AddResult()
+    added: list[PointId] = []  # moments new to the collection, across the videos of this call
+    stale: list[PointId] = []  # moments of an earlier sampling, deleted once the whole call succeeded
     for i, item in enumerate(items):
         path = str(item)
         try:
             vid = vids[i] if vids is not None else content_id("video", _digest_or_raise(path))
-            _add_one(path, vid, ingest=ingest, encode_images=encode_images, store=store, delete_points=delete_points,
-                     every_s=every_s, scenes=scenes, scene_threshold=scene_threshold,
-                     caption=captions[i] if captions is not None else None, payload=user[i], batch_size=batch_size,
-                     progress=progress)
+            new, old = _add_one(path, vid, ingest=ingest, encode_images=encode_images, store=store, delete_points=delete_points,
+                                every_s=every_s, scenes=scenes, scene_threshold=scene_threshold,
+                                caption=captions[i] if captions is not None else None, payload=user[i], batch_size=batch_size,
+                                progress=progress)
         except MMGRError as exc:
             if on_error == "raise" or not isinstance(exc, InputError):
+                if added:  # a failed call writes nothing: the earlier videos' new moments go too
+                    delete_points(added)
                 raise
             logger.warning("skipped video %s: %s", path, exc)
             result.skipped.append(Skipped(i, path, str(exc)))
             report("video", i + 1, n, {})
             continue
+        added.extend(new)
+        stale.extend(old)
         result.append(vid)
         report("video", i + 1, n, {})
+    if stale:
+        delete_points(stale)
     return result
 
 
@@ -355,7 +364,8 @@ def _add_one(
     payload: dict[str, Any],
     batch_size: int,
     progress: ProgressCallback | None,
-) -> None:
+) -> tuple[list[PointId], list[PointId]]:
+    """Store one video's moments; ``(moments new to the collection, moments of an earlier sampling)``."""
     key = video_key(vid)
     before = set(moment_ids(store, [vid]).get(vid, []))
     written: list[PointId] = []
@@ -384,10 +394,9 @@ def _add_one(
         if new:  # a failed video leaves nothing new behind
             delete_points(new)
         raise
-    stale = sorted(before - set(written), key=str)
-    if stale:
-        delete_points(stale)
     logger.info("added video %s: %d moments", path, len(set(written)))
+    kept = set(written)
+    return [p for p in dict.fromkeys(written) if p not in before], sorted(before - kept, key=str)
 
 
 def moment_ids(store: Store, video_ids: Sequence[PointId]) -> dict[PointId, list[PointId]]:

@@ -121,7 +121,9 @@ def test_version() -> None:
 
 def test_usage_errors_exit_2(index: Index) -> None:
     assert mmgr("search", *index.conn()).exit_code == 2  # no query at all
-    assert mmgr("search", "cat", "--image", index.pics / "red" / "red_0.png", *index.conn()).exit_code == 2
+    assert mmgr("search", "-q", "cat", "--image", index.pics / "red" / "red_0.png", *index.conn()).exit_code == 2
+    assert mmgr("search", "cat", "--fusion-weight", "0.5", *index.conn()).exit_code == 2  # needs TEXT with --image
+    assert mmgr("search", "cat", "--image", index.pics / "red" / "red_0.png", "--fusion-weight", "1.5", *index.conn()).exit_code == 2
     assert mmgr("search", "cat", "--mode", "psychic", *index.conn()).exit_code == 2
     assert mmgr("search", "cat", "-k", "0", *index.conn()).exit_code == 2
     assert mmgr("search", "cat", "--save", index.root / "out.gif", *index.conn()).exit_code == 2

@@ -199,6 +199,11 @@ def test_corrupt_video_is_skipped_with_its_reason(retriever: MultimodalRetriever
     with pytest.raises(InputError, match="broken.mp4"):
         retriever.add_videos([str(bad)])
     assert retriever.count("video") == 6
+    # on_error="raise": a bad video after good ones leaves nothing new of the call behind
+    with pytest.raises(InputError, match="broken.mp4"):
+        retriever.add_videos([str(clips["a.mp4"]), str(clips["b.mp4"]), str(bad)], every_s=1.0)
+    assert retriever.count("video") == 6
+    assert {h.video for h in retriever.search(image=picture("crow.png"), k=20, modality="video")} == {result[0]}
 
 
 def test_readding_a_video_replaces_its_moments(retriever: MultimodalRetriever, clips: dict[str, Path]) -> None:
