@@ -33,8 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import parser, report
+from benchmarks._common import parser, report
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "examples" / "data"

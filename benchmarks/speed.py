@@ -30,7 +30,6 @@ import gc
 import logging
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -40,10 +39,10 @@ from typing import Any
 # machine OpenBLAS's threads spin against each other (a batch of 64 routed 5x slower with them).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
-from _common import parser, report
-from retrieval import _VectorsOnly, peak_mb, reset_peak, synthetic
+
+from benchmarks._common import parser, report
+from benchmarks.retrieval import _VectorsOnly, peak_mb, reset_peak, synthetic
 
 TARGETS = {"hybrid_over_hnsw_p50": 1.5, "hybrid_recall_over_exact": 0.99, "dense_minus_hnsw_p50_ms": 0.3,
            "hybrid_over_dense_p50_10k": 1.2, "built_over_unbuilt_add_rate": 0.8, "router_1q_ms": 0.5, "router_batch_ms_per_query": 0.1}
@@ -188,7 +187,7 @@ def main() -> None:
                                "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS")}
     runs = []
     if not args.skip_real:
-        import _data
+        from benchmarks import _data
 
         fm, _ = _data.fashion_mnist(_data.load_encoder("lit:default"))
         x = fm.images

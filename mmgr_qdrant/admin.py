@@ -28,7 +28,7 @@ from .errors import ArtifactError, ConfigError, InputError, MMGRError
 from .filters import Filter, Match, Range
 from .progress import ProgressCallback, null_progress
 from .store.base import Store
-from .types import F_MODALITY, RESERVED_KEY, normalize_id
+from .types import F_MODALITY, MODALITY_CODES, RESERVED_KEY, normalize_id
 
 if TYPE_CHECKING:
     from .generative import GenerativeIndex
@@ -79,8 +79,6 @@ class IndexStats:
 def index_stats(store: Store, config: IndexConfig, gen: GenerativeIndex | None, probe: ProbeSearch | None = None) -> IndexStats:
     """Compute :class:`IndexStats`; ``probe`` (hybrid search of query vectors) runs the recall probe."""
     from .docids import docid_stats
-    from .types import MODALITY_CODES
-
     counts = {m: store.count(Filter(must=(Match(F_MODALITY, (m,)),))) for m in MODALITY_CODES}
     counts["total"] = store.count()
     backend = type(store).__name__.replace("Store", "").lower()

@@ -12,6 +12,8 @@ point lives under :data:`~mmgr_qdrant.types.RESERVED_KEY` and is read and writte
     _mmgr.added     = 1764540000.0               # ingest time
     _mmgr.docids    = {"3": [1, 12, 7, 0]}       # generation -> codes
     _mmgr.prefixes  = ["3/1", "3/1.12", ...]     # generation-tagged prefixes (the filter field)
+    _mmgr.video     = "42"                       # a video moment: its video's id, as a keyword
+    _mmgr.t         = 12.5                       # a video moment: seconds from the video's start
 
 Fields this module does not know (written by a newer version) are kept as they are.
 """
@@ -26,7 +28,7 @@ from typing import Any
 from .errors import InputError
 from .types import RESERVED_KEY, PointId, normalize_id, prefix_key
 
-_KNOWN = ("modality", "uri", "text", "caption", "links", "added", "docids", "prefixes")
+_KNOWN = ("modality", "uri", "text", "caption", "links", "added", "docids", "prefixes", "video", "t")
 
 
 def tag(generation: int, prefix: Sequence[int]) -> str:
@@ -58,6 +60,8 @@ class LibraryFields:
     added: float | None = None
     docids: Mapping[str, Sequence[int]] = field(default_factory=dict)
     prefixes: tuple[str, ...] = ()
+    video: str | None = None
+    t: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -76,6 +80,8 @@ class LibraryFields:
             added=meta.get("added"),
             docids=dict(meta.get("docids") or {}),
             prefixes=tuple(meta.get("prefixes") or ()),
+            video=None if meta.get("video") is None else str(meta["video"]),
+            t=None if meta.get("t") is None else float(meta["t"]),
             extra={k: v for k, v in meta.items() if k not in _KNOWN},
         )
 
@@ -83,7 +89,7 @@ class LibraryFields:
         """The JSON object stored under ``_mmgr`` (empty fields left out)."""
         out: dict[str, Any] = dict(self.extra)
         out["modality"] = self.modality
-        for key in ("uri", "text", "caption", "added"):
+        for key in ("uri", "text", "caption", "added", "video", "t"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = value

@@ -42,9 +42,9 @@ def normalize_id(raw: Any) -> PointId:
             ) from None
     raise InputError(f"Point id {raw!r} has type {type(raw).__name__}; use an unsigned int or a UUID string.")
 
-Modality = Literal["image", "text"]
+Modality = Literal["image", "text", "video"]
 
-MODALITY_CODES: dict[str, int] = {"text": 0, "image": 1}
+MODALITY_CODES: dict[str, int] = {"text": 0, "image": 1, "video": 2}
 """The first docid code of every document is its modality (GENIUS)."""
 CODE_MODALITIES: dict[int, str] = {v: k for k, v in MODALITY_CODES.items()}
 
@@ -55,6 +55,7 @@ RESERVED_KEY = "_mmgr"
 F_MODALITY = f"{RESERVED_KEY}.modality"
 F_PREFIXES = f"{RESERVED_KEY}.prefixes"
 F_LINKS = f"{RESERVED_KEY}.links"
+F_VIDEO = f"{RESERVED_KEY}.video"
 F_DOCID = f"{RESERVED_KEY}.docid"
 F_BATCH = f"{RESERVED_KEY}.batch"
 
@@ -67,14 +68,18 @@ class Hit:
         id: the point id.
         score: the final score (higher is better); its meaning depends on the search mode.
         docid: the document's semantic docid, or ``()`` before the index is built.
-        modality: ``"image"`` or ``"text"``.
+        modality: ``"image"``, ``"text"`` or ``"video"`` (a video moment: one kept frame).
         payload: the user payload exactly as it was given.
-        uri: the image file the document came from, when it came from a file.
-        text: the text of a text document, or an image's caption.
+        uri: the image or video file the document came from, when it came from a file.
+        text: the text of a text document, or an image's (or video's) caption.
         explain: per-stage figures when ``explain=True`` was asked (beam and vector scores).
         links: ids of the documents linked to this one (an image's caption document, say).
         collapsed: with ``collapse_links=True``, the ids of linked documents that also matched and
             were folded into this hit (it is the better-scoring one of them).
+        t: a video moment's timestamp in seconds from the start of its video, else ``None``.
+        video: a video moment's video id, else ``None``.
+        moments: with ``search(..., group_by="video")``, a video's best moments (moment hits,
+            best first); the hit's own ``id`` is then the video id. Empty otherwise.
     """
 
     id: PointId
@@ -87,6 +92,9 @@ class Hit:
     explain: dict[str, Any] | None = None
     links: tuple[PointId, ...] = ()
     collapsed: tuple[PointId, ...] = ()
+    t: float | None = None
+    video: PointId | None = None
+    moments: tuple[Hit, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ def built(connect: Any, tiny_encoder: Any) -> Any:
 def test_stats_before_and_after_build(retriever: MultimodalRetriever) -> None:
     retriever.add_texts(["one", "two", "three"])
     s = retriever.stats()
-    assert s.counts == {"image": 0, "text": 3, "total": 3} and not s.built
+    assert s.counts == {"text": 3, "image": 0, "video": 0, "total": 3} and not s.built
     retriever.build(epochs=1)
     s = retriever.stats().as_dict()
     assert s["built"] and s["generation"] == 1

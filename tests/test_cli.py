@@ -20,17 +20,12 @@ from typer.testing import CliRunner
 
 from mmgr_qdrant.cli import app
 from mmgr_qdrant.cli.sheet import sheet_size
+from tests.helpers import CLI_ENV, mmgr
 
 TINY = "open_clip:mmgr-tiny/none"
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
-# Unset what the developer's shell says about where indexes live; a wide terminal, so long tmp paths do not wrap.
-ENV = {"MMGR_PATH": None, "MMGR_COLLECTION": None, "QDRANT_URL": None, "QDRANT_API_KEY": None, "COLUMNS": "200"}
-
+ENV = CLI_ENV
 runner = CliRunner()
-
-
-def mmgr(*args: Any, input: str | None = None) -> Any:
-    return runner.invoke(app, [str(a) for a in args], prog_name="mmgr", env=ENV, input=input)
 
 
 def ok(*args: Any) -> Any:
@@ -121,7 +116,9 @@ def test_version() -> None:
 
 def test_usage_errors_exit_2(index: Index) -> None:
     assert mmgr("search", *index.conn()).exit_code == 2  # no query at all
-    assert mmgr("search", "cat", "--image", index.pics / "red" / "red_0.png", *index.conn()).exit_code == 2
+    assert mmgr("search", "-q", "cat", "--image", index.pics / "red" / "red_0.png", *index.conn()).exit_code == 2
+    assert mmgr("search", "cat", "--fusion-weight", "0.5", *index.conn()).exit_code == 2  # needs TEXT with --image
+    assert mmgr("search", "cat", "--image", index.pics / "red" / "red_0.png", "--fusion-weight", "1.5", *index.conn()).exit_code == 2
     assert mmgr("search", "cat", "--mode", "psychic", *index.conn()).exit_code == 2
     assert mmgr("search", "cat", "-k", "0", *index.conn()).exit_code == 2
     assert mmgr("search", "cat", "--save", index.root / "out.gif", *index.conn()).exit_code == 2
@@ -263,7 +260,7 @@ def test_stats(index: Index) -> None:
     assert "24 (12 images, 12 texts)" in out
     assert "Docid balance per level" in out and "Staleness" in out
     data = json.loads(ok("stats", "--json", "--no-probe", *index.conn()).stdout)
-    assert data["counts"] == {"image": 12, "text": 12, "total": 24} and data["built"] is True
+    assert data["counts"] == {"text": 12, "image": 12, "video": 0, "total": 24} and data["built"] is True
 
 
 def test_eval_prints_figures_for_every_mode(index: Index) -> None:

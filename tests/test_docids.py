@@ -283,7 +283,7 @@ def test_auto_k_scales_with_the_collection() -> None:
     s = get_scheme("rq")
     x, m, _ = clustered(n=1000)
     s.fit(x, m)
-    assert s.codebook_sizes() == [2, 16, 16]
+    assert s.codebook_sizes() == [len(MODALITY_CODES), 16, 16]
 
 
 # -- tie-breaks -----------------------------------------------------------------------------

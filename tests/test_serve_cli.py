@@ -10,7 +10,7 @@ import pytest
 
 from mmgr_qdrant import MultimodalRetriever
 from mmgr_qdrant.errors import MissingDependencyError
-from tests.test_cli import mmgr
+from tests.helpers import mmgr
 
 
 def flat(result: Any) -> str:

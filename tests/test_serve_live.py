@@ -25,7 +25,9 @@ import pytest
 from PIL import Image
 
 from mmgr_qdrant import MultimodalRetriever
-from tests.test_service import CLIPART, DECODER, sample_rows
+from tests.helpers import CLIPART, sample_rows
+
+DECODER = {"epochs": 4, "patience": 2}
 
 pytestmark = pytest.mark.slow
 SERVE = [sys.executable, "-c", "from mmgr_qdrant.cli import main; main()", "serve"]

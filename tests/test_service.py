@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,16 +18,11 @@ from mmgr_qdrant.errors import ConfigError
 from mmgr_qdrant.service import ServiceSettings, create_app
 from mmgr_qdrant.service.models import SearchResponse
 from mmgr_qdrant.service.thumbs import ThumbnailCache
+from tests.helpers import CLIPART, sample_rows
 
-CLIPART = Path(__file__).resolve().parents[1] / "examples" / "data"
 N_IMAGES = 16
 DECODER = {"epochs": 4, "patience": 2}
 KEY = "s3cret-key"
-
-
-def sample_rows(n: int = N_IMAGES) -> list[dict[str, Any]]:
-    rows = [json.loads(line) for line in (CLIPART / "clipart.jsonl").read_text().splitlines() if line.strip()]
-    return rows[:n]
 
 
 @pytest.fixture(scope="module", params=["edge", "local"])
@@ -40,7 +34,7 @@ def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     client = QdrantClient(":memory:") if request.param == "local" else None
     kwargs: dict[str, Any] = {"client": client} if client is not None else {"path": root / "edge"}
     r = MultimodalRetriever.create("svc", encoder=tiny_encoder, decoder_params=DECODER, **kwargs)
-    rows = sample_rows()
+    rows = sample_rows(N_IMAGES)
     files = []
     for row in rows:
         dst = root / "img" / Path(row["file"]).name
@@ -285,7 +279,7 @@ def test_related_lists_linked_caption_first(client: Any, built: MultimodalRetrie
     only_images = client.get(f"/items/{hit['ref']}/related", params={"k": 3, "modality": "image"}).json()["hits"]
     assert {h["modality"] for h in only_images} == {"image"} and hit["ref"] not in {h["ref"] for h in only_images}
     assert_error(client.get(f"/items/{hit['ref']}/related", params={"k": 1000}), 400, "InputError", "k=1000")
-    assert_error(client.get(f"/items/{hit['ref']}/related", params={"modality": "video"}), 400, "InputError", "video")
+    assert_error(client.get(f"/items/{hit['ref']}/related", params={"modality": "audio"}), 400, "InputError", "audio")
 
 
 # -- browse -----------------------------------------------------------------------------------

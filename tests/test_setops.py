@@ -249,7 +249,7 @@ def test_atom_constructors_validate_and_normalize() -> None:
     bad_calls: list[Any] = [
         lambda: Q.text("  "), lambda: Q.text(3), lambda: Q.ids([]), lambda: Q.ids([-1]),  # type: ignore[arg-type]
         lambda: Q.ids(["nope"]), lambda: Q.ids([True]), lambda: Q.prefix(()), lambda: Q.prefix((1, -2)),
-        lambda: Q.prefix("1.x"), lambda: Q.modality("video"), lambda: Q.image(3.5), lambda: Q.image(""),
+        lambda: Q.prefix("1.x"), lambda: Q.modality("audio"), lambda: Q.image(3.5), lambda: Q.image(""),
         lambda: Q.all_of(), lambda: Q.any_of(),
     ]
     for bad in bad_calls:
@@ -420,7 +420,7 @@ def test_parse(query: str, expected: Expr) -> None:
         ("id:[1 2]", 6, "Expected ',' or ']' at position 6"),
         ("id:[]", 4, "Expected a point id after 'id:' at position 4"),
         ("prefix:1.x", 7, "Expected a docid prefix like 1.12 after 'prefix:' at position 7"),
-        ("modality:video", 9, "Expected 'image' or 'text' after 'modality:' at position 9"),
+        ("modality:audio", 9, "Expected 'image', 'text' or 'video' after 'modality:' at position 9"),
         ("image:)", 6, "Expected an image path after 'image:' at position 6"),
         ("brand=", 6, "Expected a value after 'brand=' at position 6"),
         ("tags=[a,]", 8, "Expected a value after 'tags=' at position 8"),

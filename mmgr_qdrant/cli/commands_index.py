@@ -110,12 +110,17 @@ def ingest(
     ] = None,
     payload: Annotated[list[str] | None, typer.Option("--payload", help="A payload field for every item, KEY=VALUE (repeatable).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per encoder batch.")] = 64,
+    every: Annotated[float, typer.Option("--every", min=0.01, metavar="SECONDS", help="Videos: keep a frame every SECONDS.")] = 1.0,
+    scenes: Annotated[bool, typer.Option("--scenes", help="Videos: keep a frame at each scene cut instead of at a fixed interval.")] = False,
     collection: CollectionOpt = "default",
     path: PathOpt = "./mmgr_data",
     url: UrlOpt = None,
     api_key: ApiKeyOpt = None,
 ) -> None:
-    """Add images (with captions) and texts to an index; unreadable files are skipped and listed.
+    """Add images (with captions), videos and texts to an index; unreadable files are skipped and listed.
+
+    Videos (.mp4 .webm .mkv .mov) are stored as moments: a frame every --every seconds, or one per
+    scene with --scenes (needs the video extra: pip install 'mmgr-qdrant[video]').
 
     Captions come from sidecar .txt files (first non-empty line) or from a JSONL manifest:
     {"image": "a.png", "caption": "...", "payload": {...}} or {"text": "...", "payload": {...}}.
@@ -125,7 +130,7 @@ def ingest(
     c = conn(collection, path, url, api_key)
     found = collect(inputs, recursive=recursive, sidecars=captions, folder_label=folder_label)
     extra = parse_pairs(payload, "--payload")
-    if not found.images and not found.texts:
+    if not found.images and not found.texts and not found.videos:
         problems = "; ".join(f"{item}: {why}" for item, why in found.problems[:3])
         raise InputError(
             f"Nothing to ingest in {', '.join(inputs)} ({problems or 'no images or texts'}); pass image files, folders or a .jsonl manifest."
@@ -158,9 +163,25 @@ def ingest(
             )
             stored_texts += len(res)
             skipped += [(_short(s.item), s.reason) for s in res.skipped]
+        stored_videos = 0
+        for group in _by_id_presence(found.videos):
+            res = r.add_videos(
+                [str(it.image) for it in group],
+                every_s=every,
+                scenes=scenes,
+                captions=[it.caption for it in group],
+                payloads=[_merge(it.payload, extra) for it in group],
+                ids=[it.id for it in group] if group[0].id is not None else None,
+                on_error="skip",
+                batch_size=batch_size,
+                progress=bars.labelled("videos"),
+            )
+            stored_videos += len(res)
+            skipped += [(_short(s.item), s.reason) for s in res.skipped]
         total, n_img, n_txt = r.count(), r.count("image"), r.count("text")
+        n_moments = r.count("video")
         built = r.stats(probe=False).built
-    _ingest_summary(stored_images, linked, stored_texts, skipped, total, n_img, n_txt)
+    _ingest_summary(stored_images, linked, stored_texts, skipped, total, n_img, n_txt, stored_videos, n_moments)
     if not built:
         note(f"Next: mmgr build{c.flags()} to fit docids and train the decoder (search works dense-only until then).")
     else:
@@ -187,7 +208,9 @@ def _short(item: str) -> str:
         return item
 
 
-def _ingest_summary(images: int, linked: int, texts: int, skipped: list[tuple[str, str]], total: int, n_img: int, n_txt: int) -> None:
+def _ingest_summary(
+    images: int, linked: int, texts: int, skipped: list[tuple[str, str]], total: int, n_img: int, n_txt: int, videos: int = 0, n_moments: int = 0
+) -> None:
     table = Table(title="Ingest summary", box=box.ROUNDED, title_justify="left", title_style="bold", show_header=False)
     table.add_column(style="cyan")
     table.add_column(justify="right")
@@ -196,8 +219,11 @@ def _ingest_summary(images: int, linked: int, texts: int, skipped: list[tuple[st
         table.add_row("captions stored as texts", fmt(linked))
     if texts:
         table.add_row("texts stored", fmt(texts))
+    if videos:
+        table.add_row("videos stored", fmt(videos))
     table.add_row("skipped", Text(fmt(len(skipped)), style="yellow" if skipped else ""))
-    table.add_row("collection now", f"{total:,} documents ({n_img:,} images, {n_txt:,} texts)")
+    moments = f", {n_moments:,} video moments" if n_moments else ""
+    table.add_row("collection now", f"{total:,} documents ({n_img:,} images, {n_txt:,} texts{moments})")
     console.print(table)
     if skipped:
         st = Table(title=f"Skipped ({len(skipped)})", box=box.SIMPLE_HEAD, title_justify="left", title_style="bold yellow")

@@ -25,9 +25,14 @@ class Mode(str, Enum):
     dense = "dense"
 
 
+class GroupBy(str, Enum):
+    video = "video"
+
+
 class Modality(str, Enum):
     image = "image"
     text = "text"
+    video = "video"
 
 
 def register(app: typer.Typer) -> None:
@@ -65,21 +70,34 @@ def search(
     explain: Annotated[bool, typer.Option("--explain", help="Show docids, decoder prefixes and per-stage scores.")] = False,
     json_out: JsonOpt = False,
     save: SaveOpt = None,
+    fusion_weight: Annotated[
+        float | None,
+        typer.Option("--fusion-weight", min=0.0, max=1.0, help="TEXT with --image: 0 = the image only, 1 = the text only (default: trained fusion, else 0.5)."),
+    ] = None,
+    group_by: Annotated[
+        GroupBy | None, typer.Option("--group-by", help="video: one hit per video with its best moments.")
+    ] = None,
     collection: CollectionOpt = "default",
     path: PathOpt = "./mmgr_data",
     url: UrlOpt = None,
     api_key: ApiKeyOpt = None,
 ) -> None:
-    """Search by text, by image, or with a boolean query; print a table, JSON, and/or a contact sheet.
+    """Search by text, by image, by an image changed by a text, or with a boolean query; print a table, JSON, and/or a contact sheet.
+
+    TEXT with --image is a composed query ("this picture, but in red"); --fusion-weight sets the
+    mix. Video hits are moments (a file and a timestamp); --group-by video gives one per video.
 
     A positional TEXT is always plain text ("cats and dogs" is one concept); boolean syntax
     (AND, OR, NOT, parentheses, modality:image, field=value) is read only from --query/-q.
 
     Example: mmgr search "a red car" -k 5 --save results.png
     """
+    composed = text is not None and image is not None
     given = [x is not None for x in (text, query, image)]
-    if sum(given) != 1:
-        raise typer.BadParameter("give exactly one of TEXT, --query/-q or --image", param_hint="TEXT / --query / --image")
+    if sum(given) != 1 and not (composed and query is None):
+        raise typer.BadParameter("give exactly one of TEXT, --query/-q or --image (or TEXT with --image)", param_hint="TEXT / --query / --image")
+    if fusion_weight is not None and not composed:
+        raise typer.BadParameter("--fusion-weight needs TEXT and --image together", param_hint="--fusion-weight")
     if save is not None and save.suffix.lower() not in _SHEET_SUFFIXES:
         raise typer.BadParameter(f"{save} must end in one of {', '.join(_SHEET_SUFFIXES)}", param_hint="--save")
     c = conn(collection, path, url, api_key)
@@ -93,7 +111,8 @@ def search(
     with open_index(c) as r:
         boolean_info = None
         if expr is not None:
-            hits = r.search(expr, k=k, modality=mod, where=conditions or None, explain=explain)
+            hits = r.search(expr, k=k, modality=mod, where=conditions or None, explain=explain,
+                            group_by=group_by.value if group_by else None)
             shown_mode = "boolean"
             if explain:
                 boolean_info = r.compile(expr, allow_negative_only=True).explain()
@@ -106,9 +125,11 @@ def search(
                 mode=mode.value if mode else None,
                 where=conditions or None,
                 explain=explain,
+                fusion_weight=fusion_weight,
+                group_by=group_by.value if group_by else None,
             )
             shown_mode = mode.value if mode else ("hybrid" if r.stats(probe=False).built else "dense")
-    label = query if query is not None else (text if text is not None else f"image {image}")
+    label = query if query is not None else (f"image {image} + {text!r}" if composed else text if text is not None else f"image {image}")
     title = f"{label!r} · {shown_mode} · {len(hits)} hits"
     if json_out:
         render.print_json([_hit_dict(h, explain) for h in hits])
@@ -163,7 +184,10 @@ def hits_table(hits: list[Any], title: str, explain: bool = False, relation: boo
         if h.text:
             doc.append(h.text if len(h.text) <= 160 else h.text[:157] + "...")
         if h.uri:
-            doc.append(("\n" if h.text else "") + _display_path(h.uri), style="dim")
+            at = f" @ {h.t:.1f} s" if getattr(h, "t", None) is not None else ""
+            doc.append(("\n" if h.text else "") + _display_path(h.uri) + at, style="dim")
+        if getattr(h, "moments", ()):
+            doc.append("\nmoments " + ", ".join(f"{m.t:.1f} s ({m.score:.3f})" for m in h.moments), style="dim")
         if h.payload:
             # one line in the document column (what the id column leaves of the terminal)
             limit = max(30, console.width - (64 if id_column else 26))

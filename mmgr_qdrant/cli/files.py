@@ -3,6 +3,8 @@
 * An image file is ingested with the first non-empty line of its sidecar ``.txt`` (``cat.png`` +
   ``cat.txt``) as its caption, when there is one.
 * A folder contributes its image files (with ``--recursive``, those of its subfolders too).
+* A video file (``.mp4 .webm .mkv .mov``, alone, in a folder or from a glob) is collected in
+  ``videos``; its sidecar ``.txt`` is its caption too.
 * A glob (quoted, so the shell leaves it alone) is expanded here; ``**`` matches subfolders.
 * A ``.jsonl`` file is a manifest, one object per line:
   ``{"image": "a.png", "caption": "...", "payload": {...}, "id": ...}`` or
@@ -22,6 +24,8 @@ from typing import Any
 from ..errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".mov")  # as mmgr_qdrant.video.VIDEO_SUFFIXES
+MEDIA_SUFFIXES = IMAGE_SUFFIXES + VIDEO_SUFFIXES
 _MANIFEST_KEYS = {"image", "file", "caption", "text", "payload", "id"}
 
 
@@ -42,6 +46,7 @@ class Collected:
 
     images: list[Item] = field(default_factory=list)
     texts: list[Item] = field(default_factory=list)
+    videos: list[Item] = field(default_factory=list)  # video files (.mp4 .webm .mkv .mov), ``image`` holds the path
     problems: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -65,25 +70,29 @@ def collect(inputs: list[str], *, recursive: bool = False, sidecars: bool = True
         if key in seen:
             return
         seen.add(key)
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            payload = {folder_label: path.parent.name} if folder_label else None
+            out.videos.append(Item(image=path, caption=sidecar_caption(path) if sidecars else None, payload=payload))
+            return
         payload = {folder_label: path.parent.name} if folder_label else None
         out.images.append(Item(image=path, caption=sidecar_caption(path) if sidecars else None, payload=payload))
 
     for raw in inputs:
         if any(ch in raw for ch in "*?["):
             matches = sorted(Path(m) for m in glob.glob(str(Path(raw).expanduser()), recursive=True))
-            files = [m for m in matches if m.is_file() and m.suffix.lower() in IMAGE_SUFFIXES]
+            files = [m for m in matches if m.is_file() and m.suffix.lower() in MEDIA_SUFFIXES]
             if not files:
-                out.problems.append((raw, "no image file matches this pattern"))
+                out.problems.append((raw, "no image or video file matches this pattern"))
             for m in files:
                 add_image(m)
             continue
         path = Path(raw).expanduser()
         if path.is_dir():
             walker = path.rglob("*") if recursive else path.iterdir()
-            files = sorted(p for p in walker if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            files = sorted(p for p in walker if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES)
             if not files:
                 hint = "" if recursive else " (add --recursive to look in subfolders)"
-                out.problems.append((raw, f"the folder holds no image files{hint}"))
+                out.problems.append((raw, f"the folder holds no image or video files{hint}"))
             for p in files:
                 add_image(p)
         elif path.is_file() and path.suffix.lower() == ".jsonl":

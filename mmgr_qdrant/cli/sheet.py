@@ -1,7 +1,8 @@
 """Contact sheets: search hits as a grid of thumbnails with rank and score, drawn with PIL only.
 
-Image hits show their file (letterboxed into a square tile); text hits show their text on a pale
-tile; under each tile: ``#rank  score`` and the caption or file name.
+Image hits show their file (letterboxed into a square tile); video hits show the moment's frame
+with its timestamp; text hits show their text on a pale tile; under each tile: ``#rank  score``
+and the caption or file name.
 """
 
 from __future__ import annotations
@@ -88,6 +89,38 @@ def _image_tile(uri: str | None, thumb: int) -> Image.Image | None:
     return tile
 
 
+def clock(t: float | None) -> str:
+    """A timestamp as ``m:ss.s`` (``1:05.5``), or ``?`` when unknown."""
+    if t is None:
+        return "?"
+    m, sec = divmod(float(t), 60.0)
+    return f"{int(m)}:{sec:04.1f}"
+
+
+def _video_tile(uri: str | None, t: float | None, thumb: int) -> Image.Image | None:
+    """The moment's frame (decoded from the video at ``t``) with its timestamp drawn on it."""
+    if not uri or not Path(uri).is_file():
+        return None
+    from ..errors import MMGRError
+    from ..video import frame_at
+
+    try:
+        frame = frame_at(uri, t or 0.0)
+    except MMGRError:  # a missing extra or an undecodable file becomes a placeholder tile
+        return None
+    scale = thumb / max(frame.size)
+    img = frame.resize((max(1, round(frame.width * scale)), max(1, round(frame.height * scale))), Image.Resampling.LANCZOS)
+    tile = Image.new("RGB", (thumb, thumb), TILE_BG)
+    tile.paste(img, ((thumb - img.width) // 2, (thumb - img.height) // 2))
+    draw = ImageDraw.Draw(tile)
+    font = _font(13)
+    stamp = clock(t)
+    w = int(draw.textlength(stamp, font=font)) + 10
+    draw.rectangle([4, thumb - 24, 4 + w, thumb - 5], fill=(0, 0, 0))
+    draw.text((9, thumb - 22), stamp, fill=(255, 255, 255), font=font)
+    return tile
+
+
 def _text_tile(text: str, thumb: int, label: str) -> Image.Image:
     tile = Image.new("RGB", (thumb, thumb), TEXT_BG)
     draw = ImageDraw.Draw(tile)
@@ -133,6 +166,12 @@ def contact_sheet(hits: Sequence[Any], title: str = "", *, cols: int = COLS, thu
             if tile is None:
                 tile = _text_tile(f"image not available: {Path(hit.uri).name if hit.uri else hit.id}", thumb, "IMAGE")
             caption = caption or (Path(hit.uri).name if hit.uri else str(hit.id))
+        elif hit.modality == "video":
+            t = getattr(hit, "t", None)
+            tile = _video_tile(hit.uri, t, thumb)
+            if tile is None:
+                tile = _text_tile(f"video not available: {Path(hit.uri).name if hit.uri else hit.id}", thumb, "VIDEO")
+            caption = f"{Path(hit.uri).name if hit.uri else hit.id} @ {clock(t)}"
         else:
             tile = _text_tile(hit.text or str(hit.id), thumb, "TEXT")
             caption = f"text {str(hit.id)[:8]}"

@@ -214,6 +214,14 @@ def check_input(vectors: np.ndarray, modalities: np.ndarray, dim: int | None = N
     return v, m
 
 
+def _pad_means(means: np.ndarray) -> np.ndarray:
+    """Means saved before a modality existed (two rows before video) get the average row for the new ones."""
+    if means.ndim != 2 or means.shape[0] >= N_MODALITIES:
+        return means
+    extra = np.repeat(means.mean(axis=0, keepdims=True), N_MODALITIES - means.shape[0], axis=0)
+    return np.concatenate([means, extra]).astype(np.float32)
+
+
 class SchemeBase:
     """Shared plumbing: input checks, modality centering, sampling, chunked assignment, state.
 
@@ -309,7 +317,7 @@ class SchemeBase:
             obj = cls(**cls._init_kwargs(params))
             obj.dim = int(params["dim"])
             obj.n_fit = int(params.get("n_fit", 0))
-            obj._means = np.asarray(arrays["modality_means"], dtype=np.float32)
+            obj._means = _pad_means(np.asarray(arrays["modality_means"], dtype=np.float32))
             obj._load(params, arrays)
         except KeyError as e:
             raise ConfigError(f"Saved state of docid scheme {cls.name!r} lacks {e}; rebuild the index.") from e

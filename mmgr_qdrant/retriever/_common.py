@@ -14,6 +14,7 @@ from ..payload import split as payload_split
 from ..store import ClientStore, EdgeStore, Store
 from ..store.base import Record, ScoredRecord, check_vectors
 from ..types import F_MODALITY, MODALITY_CODES, RESERVED_KEY, Hit
+from ..video import parse_video_key
 
 # The package's name ("mmgr_qdrant.retriever"), the logger name the single module had.
 logger = logging.getLogger(__package__)
@@ -136,4 +137,7 @@ def _hit(record: Record | ScoredRecord, score: float, explain: dict[str, Any] | 
         text=meta.display_text,
         explain=explain,
         links=meta.links,
+        t=meta.t,
+        video=parse_video_key(meta.video),
     )
+

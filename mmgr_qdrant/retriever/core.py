@@ -246,6 +246,45 @@ class MultimodalRetriever:
         return self._ingest.add_images(images, payloads=payloads, ids=ids, captions=captions, caption_docs=caption_docs,
                                        on_error=on_error, batch_size=batch_size, progress=progress)
 
+    def add_videos(
+        self,
+        paths: Sequence[Any],
+        *,
+        every_s: float = 1.0,
+        scenes: bool = False,
+        scene_threshold: float | None = None,
+        captions: Sequence[str | None] | None = None,
+        payloads: Sequence[dict[str, Any] | None] | None = None,
+        ids: Sequence[PointId] | None = None,
+        on_error: OnError = "raise",
+        batch_size: int = 32,
+        progress: ProgressCallback | None = None,
+    ) -> AddResult:
+        """Sample frames of videos and store each kept frame as a moment (modality ``"video"``).
+
+        One video is one logical document: its id (``ids[i]``, or derived from the file's bytes)
+        is returned, and each moment carries it (``Hit.video``) with its timestamp (``Hit.t``) and
+        file (``Hit.uri``). ``delete([video_id])`` removes every moment;
+        ``search(..., group_by="video")`` returns one hit per video. Frames are decoded one at a
+        time (PyAV), so long videos stream in bounded memory.
+
+        Args:
+            paths: video files (``.mp4``, ``.webm``, ``.mkv``, ``.mov``, anything FFmpeg reads).
+            every_s: keep a frame every this many seconds.
+            scenes: keep one frame per scene cut instead (long scenes get extra frames).
+            scene_threshold: how different two frames must be to count as a cut.
+            captions / payloads / ids / on_error / batch_size / progress: as in :meth:`add_images`, per video.
+
+        Returns:
+            The video ids stored, in input order (an :class:`AddResult` with ``.skipped``).
+
+        Raises:
+            InputError: a video is missing, corrupt or empty (``on_error="raise"``), or an argument is invalid.
+            MissingDependencyError: PyAV is not installed (``pip install 'mmgr-qdrant[video]'``).
+        """
+        return self._ingest.add_videos(paths, every_s=every_s, scenes=scenes, scene_threshold=scene_threshold, captions=captions,
+                                       payloads=payloads, ids=ids, on_error=on_error, batch_size=batch_size, progress=progress)
+
     def add_texts(
         self,
         texts: Sequence[str],
@@ -373,8 +412,12 @@ class MultimodalRetriever:
         where: dict[str, Any] | None = None,
         explain: bool = False,
         collapse_links: bool = False,
+        text: str | None = None,
+        fusion_weight: float | None = None,
+        group_by: str | None = None,
+        moments: int = 3,
     ) -> list[Hit]:
-        """Search by text, image or vector.
+        """Search by text, image or vector, by an image changed by a text, optionally one hit per video.
 
         Args:
             query: a text query, or a boolean :class:`~mmgr_qdrant.setops.Q` expression
@@ -394,16 +437,28 @@ class MultimodalRetriever:
             collapse_links: fold linked documents that both match (an image and its caption) into
                 one hit, the better-scoring one, with the other's id in ``Hit.collapsed``. Off by
                 default in the library; on by default in the LangChain, LlamaIndex and Haystack retrievers.
+            text: with ``image=``, a composed query: the reference image changed by this text
+                (``search(image=ref, text="in red")``; a plain ``query`` string with ``image=`` is
+                the same). ``Q.image(ref) + Q.text("in red")`` as ``query`` too.
+            fusion_weight: for a composed query, 0 (image only) to 1 (text only) in the weighted
+                sum of the two embeddings; ``None`` uses the index's trained fusion module
+                (:meth:`train_fusion`) when it has one, else 0.5.
+            group_by: ``"video"``: one hit per video (its best moment's score, ``t`` and ``uri``,
+                the hit's ``id`` the video id, ``moments`` its best moments); other documents stay
+                single hits.
+            moments: with ``group_by="video"``, moments kept per video.
 
         Returns:
             Up to ``k`` hits, best first.
 
         Raises:
-            InputError: no query, more than one query, an empty text, an unreadable image, or a bad ``k``.
+            InputError: no query, more than one query, an empty text, an unreadable image, a bad ``k``,
+                a ``fusion_weight`` outside 0..1 or without a composed query, or an unknown ``group_by``.
             NotBuiltError: ``mode="generative"`` (or a boolean text or image term) before :meth:`build`.
         """
         return self._search.search(query, image=image, vector=vector, k=k, modality=modality, mode=mode, where=where,
-                                   explain=explain, collapse_links=collapse_links)
+                                   explain=explain, collapse_links=collapse_links, text=text, fusion_weight=fusion_weight,
+                                   group_by=group_by, moments=moments)
 
     def search_batch(
         self,
@@ -440,6 +495,29 @@ class MultimodalRetriever:
             NotFoundError: an id in ``Q.ids`` is not in the index.
         """
         return self._search.compile(expr, allow_negative_only=allow_negative_only)
+
+    def train_fusion(
+        self,
+        references: Sequence[Any],
+        modifications: Sequence[str],
+        targets: Sequence[PointId],
+        *,
+        progress: ProgressCallback | None = None,
+        **params: Any,
+    ) -> dict[str, Any]:
+        """Train the composed-query fusion module from (reference image, text, target id) triples and save it with the index.
+
+        Composed searches (``search(image=ref, text="in red")``) use it whenever no
+        ``fusion_weight`` is given. See :func:`mmgr_qdrant.fusion.train_and_save` for the arguments.
+
+        Returns:
+            Training figures: triples, epochs, final loss, seconds.
+
+        Raises:
+            InputError: the lists differ in length, or an item is unusable.
+            NotFoundError: a target id is not in the index.
+        """
+        return self._search.train_fusion(references, modifications, targets, progress=progress, **params)
 
     # -- build -----------------------------------------------------------------------------------
     def build(

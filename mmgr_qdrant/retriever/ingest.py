@@ -76,6 +76,27 @@ class Ingest:
         text_ids = self.add_texts([str(c) for _, c in pairs], payloads=user)
         self.links.link_many([(img, txt) for (img, _), txt in zip(pairs, text_ids)])
 
+    def add_videos(
+        self,
+        paths: Sequence[Any],
+        *,
+        every_s: float = 1.0,
+        scenes: bool = False,
+        scene_threshold: float | None = None,
+        captions: Sequence[str | None] | None = None,
+        payloads: Sequence[dict[str, Any] | None] | None = None,
+        ids: Sequence[PointId] | None = None,
+        on_error: OnError = "raise",
+        batch_size: int = 32,
+        progress: ProgressCallback | None = None,
+    ) -> AddResult:
+        from ..video import DEFAULT_SCENE_THRESHOLD, add_videos
+
+        return add_videos(paths, ingest=self._ingest, encode_images=lambda b: self.index.encoder.encode_images(b), store=self.index.store,
+                          delete_points=self.delete, every_s=every_s, scenes=scenes,
+                          scene_threshold=DEFAULT_SCENE_THRESHOLD if scene_threshold is None else scene_threshold,
+                          captions=captions, payloads=payloads, ids=ids, on_error=on_error, batch_size=batch_size, progress=progress)
+
     def add_texts(
         self,
         texts: Sequence[str],
@@ -239,10 +260,13 @@ class Ingest:
     # -- deleting and updating ---------------------------------------------------------------------
     def delete(self, ids: Sequence[PointId]) -> list[Record]:
         """Delete documents after every id was checked and every link to them gathered; returns the deleted records."""
+        from ..video import expand_video_ids
+
         wanted = list(dict.fromkeys(normalize_id(i) for i in _as_list(ids, "ids")))
         store = self.index.store
         with self.index.lock:
             gen = self.index.refresh()
+            wanted = expand_video_ids(store, wanted)  # a video id stands for all its moments
             records = {r.id: r for r in store.retrieve(wanted)}
             missing = [i for i in wanted if i not in records]
             if missing:

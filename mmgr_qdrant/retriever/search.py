@@ -55,9 +55,31 @@ class Search:
         where: dict[str, Any] | None = None,
         explain: bool = False,
         collapse_links: bool = False,
+        text: str | None = None,
+        fusion_weight: float | None = None,
+        group_by: str | None = None,
+        moments: int = 3,
     ) -> list[Hit]:
-        from ..setops import Expr, Image, Text
+        from ..setops import Composed, Expr, Image, Text
 
+        if group_by is not None:  # video grouping: the same rule in the library on every backend
+            from ..video import check_group_by, group_by_video
+
+            check_group_by(group_by)
+            _check_k(k)
+            return group_by_video(
+                lambda limit: self.search(query, image=image, vector=vector, text=text, k=limit, modality=modality, mode=mode,
+                                          where=where, explain=explain, fusion_weight=fusion_weight, collapse_links=collapse_links),
+                k, moments)
+        if isinstance(query, Composed) and image is None and vector is None and text is None:
+            fusion_weight = query.weight if fusion_weight is None else fusion_weight
+            image, text, query = query.image.source, query.text.text, None
+        if text is not None or (image is not None and isinstance(query, str)):
+            if isinstance(query, Expr):
+                raise InputError("Give a Q expression alone; a composed query is Q.image(ref) + Q.text(...) or image= with text=.")
+            vector, query, image = self._composed_vector(query, image, text, vector, fusion_weight), None, None
+        elif fusion_weight is not None:
+            raise InputError("fusion_weight= applies to composed queries only; give image= and text= (or Q.image(...) + Q.text(...)).")
         if isinstance(query, Text):  # a lone text atom (a parsed plain string) is an ordinary text query
             query = query.text
         elif isinstance(query, Image) and image is None and vector is None:
@@ -130,6 +152,33 @@ class Search:
         if single and len(vecs) != 1:
             raise InputError(f"vector= holds {len(vecs)} vectors; give one, or use search_batch(vectors=...) for many.")
         return vecs
+
+    # -- composed queries ------------------------------------------------------------------------------
+    def _composed_vector(self, query: str | None, image: Any, text: str | None, vector: Any, weight: float | None) -> np.ndarray:
+        """The fused query embedding of a reference image and a modification text (see ``fusion.compose``)."""
+        from ..fusion import check_weight, compose
+
+        if query is not None and text is not None:
+            raise InputError("Give the modification text once, as query or as text=, not both.")
+        words = text if text is not None else query
+        if image is None or vector is not None or words is None:
+            raise InputError("A composed query needs image= (the reference) and text= (the change), and no vector=.")
+        if weight is not None:
+            check_weight(weight)
+        img = self.embed_queries(None, [image], None, single=True)[0]
+        txt = self.embed_queries([words], None, None, single=True)[0]
+        return compose(img, txt, weight=weight, trained=None if weight is not None else self.index.fusion())
+
+    def train_fusion(
+        self, references: Sequence[Any], modifications: Sequence[str], targets: Sequence[PointId], *, progress: Any = None, **params: Any
+    ) -> dict[str, Any]:
+        from ..fusion import train_and_save
+
+        encoder = self.index.encoder
+        module = train_and_save(self.index.store, encoder.encode_images, encoder.encode_texts, references, modifications, targets,
+                                progress=progress, **params)
+        self.index.set_fusion(module)
+        return dict(module.info)
 
     def _mode(self, mode: str | None) -> SearchMode:
         if mode is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from ..artifacts import read_manifest_quiet
 from ..config import IndexConfig, check_encoder_weights
@@ -10,6 +11,8 @@ from ..encoders.base import Encoder, get_encoder
 from ..errors import ConfigError, NotBuiltError
 from ..generative import GenerativeIndex
 from ..store import Store
+
+_UNLOADED: Any = object()
 
 
 class Index:
@@ -32,6 +35,7 @@ class Index:
         self._encoder = encoder
         self._generative = generative
         self._build_key = _build_key(store) if generative is not None else None
+        self._fusion: Any = _UNLOADED
 
     @classmethod
     def load(cls, store: Store, config: IndexConfig, encoder: Encoder | None = None) -> Index:
@@ -83,6 +87,20 @@ class Index:
                 self._generative = GenerativeIndex.load(self.store, index_id=self.config.index_id)
                 self._build_key = key
             return self._generative
+
+    # -- the composed-query fusion module ---------------------------------------------------------
+    def fusion(self) -> Any:
+        """The trained fusion module saved with the index (``None`` when there is none), loaded once."""
+        if self._fusion is _UNLOADED:
+            from ..fusion import load_fusion
+
+            with self.lock:
+                if self._fusion is _UNLOADED:
+                    self._fusion = load_fusion(self.store)
+        return self._fusion
+
+    def set_fusion(self, module: Any) -> None:
+        self._fusion = module
 
     # -- the encoder ---------------------------------------------------------------------------------
     @property

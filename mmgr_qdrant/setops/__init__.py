@@ -50,6 +50,7 @@ from .compile import (
 from .expr import (
     All,
     And,
+    Composed,
     Expr,
     FieldEq,
     FieldRange,
@@ -80,6 +81,7 @@ __all__ = [
     "AtomResolution",
     "Compiled",
     "CompiledAtom",
+    "Composed",
     "ConceptCutoff",
     "Expr",
     "FieldEq",

@@ -52,6 +52,13 @@ class Expr:
     def __invert__(self) -> Expr:
         return Not(self)
 
+    def __add__(self, other: object) -> Composed:
+        """``Q.image(ref) + Q.text("in red")``: a composed query (see :class:`Composed`)."""
+        return Composed.of(self, other)
+
+    def __radd__(self, other: object) -> Composed:
+        return Composed.of(other, self)
+
     def __bool__(self) -> bool:
         raise InputError(
             "A Q expression has no truth value; combine expressions with &, | and ~ instead of and, or, not."
@@ -91,6 +98,21 @@ class Q:
         return Image(image)
 
     @staticmethod
+    def composed(image: Any, text: str, *, weight: float | None = None) -> Composed:
+        """A composed query: a reference image changed by a text (``Q.image(ref) + Q.text(text)``).
+
+        Args:
+            image: the reference image (path, PIL image, bytes or array).
+            text: the modification ("in red", "with a hat").
+            weight: the fusion weight, 0 (image only) to 1 (text only); ``None`` for the index's
+                trained fusion when it has one, else 0.5.
+
+        Raises:
+            InputError: a bad image or text, or a weight outside 0..1.
+        """
+        return Composed(Image(image), Text(text), weight)
+
+    @staticmethod
     def ids(ids: Sequence[PointId] | PointId) -> Ids:
         """The documents with these point ids (unsigned integers or UUID strings).
 
@@ -120,7 +142,7 @@ class Q:
 
     @staticmethod
     def modality(modality: str) -> Modality:
-        """The documents of one modality (``"image"`` or ``"text"``).
+        """The documents of one modality (``"image"``, ``"text"`` or ``"video"``).
 
         Raises:
             InputError: the modality is unknown.
@@ -194,6 +216,8 @@ _EMPTY_MESSAGE = "The query is empty; type a term such as 'cat', 'cat AND NOT do
 
 
 def _operand(other: object, op: str) -> Expr:
+    if isinstance(other, Composed):
+        other._refuse(op)
     if isinstance(other, Expr):
         return other
     raise InputError(
@@ -540,3 +564,70 @@ def _range_atoms(key: str, rng: Any) -> Expr:
     return Q.all_of(*atoms)
 
 
+
+
+@dataclass(frozen=True)
+class Composed(Expr):
+    """A composed query: a reference image and a text modification fused into one query embedding.
+
+    Build it with ``Q.image(ref) + Q.text("in red")`` (either order) or ``Q.composed(ref, "in red",
+    weight=0.6)``. It is searched on its own (``r.search(Q.image(ref) + Q.text("in red"))``), like
+    ``r.search(image=ref, text="in red", fusion_weight=...)``; it does not combine with ``&``,
+    ``|`` or ``~``.
+
+    Attributes:
+        image: the reference image atom.
+        text: the modification text atom.
+        weight: the fusion weight (0 = the image alone, 1 = the text alone), or ``None`` for the
+            index's trained fusion module when it has one, else 0.5.
+    """
+
+    image: Image
+    text: Text
+    weight: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.image, Image) or not isinstance(self.text, Text):
+            raise InputError("A composed query needs one Q.image(...) and one Q.text(...); write Q.image(ref) + Q.text('in red').")
+        if self.weight is not None:
+            from ..fusion import check_weight
+
+            object.__setattr__(self, "weight", check_weight(self.weight))
+
+    @staticmethod
+    def of(a: object, b: object) -> Composed:
+        """The composed query of an image atom and a text atom, in either order.
+
+        Raises:
+            InputError: the operands are not one ``Q.image`` and one ``Q.text``.
+        """
+        if isinstance(a, Image) and isinstance(b, Text):
+            return Composed(a, b)
+        if isinstance(a, Text) and isinstance(b, Image):
+            return Composed(b, a)
+        raise InputError(
+            f"'+' composes one Q.image(...) with one Q.text(...), got {type(a).__name__} + {type(b).__name__}; "
+            "combine other expressions with &, | and ~."
+        )
+
+    def _refuse(self, op: str) -> Expr:
+        raise InputError(f"A composed query (image + text) is searched on its own and cannot be combined with {op!r}; search it alone.")
+
+    def __and__(self, other: object) -> Expr:
+        return self._refuse("&")
+
+    def __rand__(self, other: object) -> Expr:
+        return self._refuse("&")
+
+    def __or__(self, other: object) -> Expr:
+        return self._refuse("|")
+
+    def __ror__(self, other: object) -> Expr:
+        return self._refuse("|")
+
+    def __invert__(self) -> Expr:
+        return self._refuse("~")
+
+    def __str__(self) -> str:
+        w = "" if self.weight is None else f" (weight {self.weight:g})"
+        return f"{self.image.describe()} + {self.text.text!r}{w}"

@@ -255,7 +255,7 @@ class _Lexer:
                 got=repr(self.text[i : j + 1]),
                 note=f"; write {self.text[i:j]}=value for a payload field, or quote the text",
             )
-        what = {"image": "an image path", "id": "a point id", "prefix": "a docid prefix like 1.12", "modality": "'image' or 'text'"}[name]
+        what = {"image": "an image path", "id": "a point id", "prefix": "a docid prefix like 1.12", "modality": "'image', 'text' or 'video'"}[name]
         val, end = self.value(j + 1, f"{what} after {self.text[i:j + 1]!r}", allow_list=name == "id")
         try:
             atom = self.kind_atom(name, val, f"{what} after {self.text[i:j + 1]!r}")

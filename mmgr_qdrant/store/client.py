@@ -22,7 +22,7 @@ import numpy as np
 from ..config import EngineConfig
 from ..errors import CollectionNotFoundError, ConfigError, StoreError, StoreUnavailableError, missing_dependency
 from ..filters import Condition, Filter, HasId, Match, Range
-from ..types import F_LINKS, F_MODALITY, F_PREFIXES, PointId
+from ..types import F_LINKS, F_MODALITY, F_PREFIXES, F_VIDEO, PointId
 from .base import IndexInfo, Record, ScoredRecord, to_record, to_scored
 from .edge import check_collection_name
 
@@ -97,7 +97,7 @@ class ClientStore:
         vectors = m.VectorParams(size=int(dim), distance=m.Distance.COSINE)
         self._call(functools.partial(self.client.create_collection, self.collection, vectors_config=vectors, **extra))
         if not self.local:  # local mode ignores payload indexes (and warns); a server needs them before ingest
-            for field in (F_PREFIXES, F_MODALITY, F_LINKS):
+            for field in (F_PREFIXES, F_MODALITY, F_LINKS, F_VIDEO):
                 index = functools.partial(self.client.create_payload_index, self.collection, field, m.PayloadSchemaType.KEYWORD, wait=True)
                 self._call(index)
         self._ensure_meta()

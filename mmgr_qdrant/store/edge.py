@@ -23,12 +23,12 @@ import numpy as np
 from ..config import EngineConfig
 from ..errors import CollectionNotFoundError, ConfigError, MMGRError, StoreError, StoreUnavailableError, missing_dependency
 from ..filters import Condition, Filter, HasId, Match, Range
-from ..types import F_LINKS, F_MODALITY, F_PREFIXES, PointId
+from ..types import F_LINKS, F_MODALITY, F_PREFIXES, F_VIDEO, PointId
 from .base import IndexInfo, Record, ScoredRecord, to_record, to_scored
 
 logger = logging.getLogger(__name__)
 
-KEYWORD_FIELDS = (F_PREFIXES, F_MODALITY, F_LINKS)
+KEYWORD_FIELDS = (F_PREFIXES, F_MODALITY, F_LINKS, F_VIDEO)
 # One handle per shard folder in a process: [shard, users, write lock]. Edge locks the folder,
 # so two retrievers on one collection in one process share the handle instead of failing.
 _OPEN: dict[str, list[Any]] = {}

@@ -89,7 +89,7 @@ def test_library_errors_pass_through_with_their_messages(index: MultimodalRetrie
     assert str(sync.value) == str(direct.value)
     assert "empty" in str(asyn.value)
     with pytest.raises(InputError, match="not known"):
-        retriever.invoke("car", modality="video")
+        retriever.invoke("car", modality="audio")
     with pytest.raises(InputError, match="unknown search options"):
         retriever.invoke("car", top_k=3)
 
