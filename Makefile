@@ -44,10 +44,11 @@ lit-data: $(VENV)/.installed-dev debs lit-debs $(NPM_DIR)/.unpacked
 	$(BIN)/python scripts/prepare_data.py --out $(LIT_DATA) --fmnist-per-class 1000
 
 $(NPM_DIR)/.unpacked:
-	mkdir -p $(NPM_DIR)/twemoji $(NPM_DIR)/emoji-datasource $(NPM_DIR)/openmoji
-	cd $(NPM_DIR) && npm pack --silent @twemoji/svg@15.0.0 emoji-datasource@16.0.0 openmoji@17.0.0 >/dev/null
+	mkdir -p $(NPM_DIR)/twemoji $(NPM_DIR)/emoji-datasource $(NPM_DIR)/openmoji $(NPM_DIR)/fluentui-emoji
+	cd $(NPM_DIR) && npm pack --silent @twemoji/svg@15.0.0 emoji-datasource@16.0.0 openmoji@17.0.0 fluentui-emoji@1.3.0 >/dev/null
 	tar xzf $(NPM_DIR)/twemoji-svg-15.0.0.tgz -C $(NPM_DIR)/twemoji
 	tar xzf $(NPM_DIR)/emoji-datasource-16.0.0.tgz -C $(NPM_DIR)/emoji-datasource package/emoji.json package/LICENSE
+	tar xzf $(NPM_DIR)/fluentui-emoji-1.3.0.tgz -C $(NPM_DIR)/fluentui-emoji package/icons/flat package/icons/high-contrast package/LICENSE
 	tar xzf $(NPM_DIR)/openmoji-17.0.0.tgz -C $(NPM_DIR)/openmoji package/color/svg package/data/openmoji.json package/LICENSE.txt
 	touch $@
 

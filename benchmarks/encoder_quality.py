@@ -194,11 +194,12 @@ def evaluate_head(
     return out
 
 
-def speed(encs: Sequence[LitEncoder], paths: Sequence[Path], batch_size: int, rounds: int = 3) -> list[float]:
-    """Images/s of each encoder end to end from files, median of alternating rounds."""
+def speed(encs: Sequence[LitEncoder], paths: Sequence[Path], batch_size: int, rounds: int = 5) -> list[float]:
+    """Images/s of each encoder end to end from files, median of rounds that alternate which goes first."""
     times: list[list[float]] = [[] for _ in encs]
-    for _ in range(rounds):
-        for i, enc in enumerate(encs):
+    for r in range(rounds):
+        order = list(enumerate(encs))
+        for i, enc in order if r % 2 == 0 else order[::-1]:
             t0 = time.perf_counter()
             enc.encode_images(list(paths), batch_size=batch_size)
             times[i].append(time.perf_counter() - t0)

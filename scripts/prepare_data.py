@@ -20,6 +20,8 @@ under ``NPM_DIR``), each rendered once to a small PNG on white under ``OUT/rende
 
 * Twemoji (npm ``@twemoji/svg``, CC-BY 4.0), named from the ``emoji-datasource`` metadata (MIT):
   training.
+* Fluent Emoji (Microsoft, MIT; npm ``fluentui-emoji``), the flat colour and the high-contrast
+  line-art styles, named by their file names: training.
 * OpenMoji (npm ``openmoji``, CC BY-SA 4.0), with its annotations and tags: **held out whole** (a
   style never trained on), queried by names and by keywords.
 * Icon themes whose file names describe the picture (``weather-storm-symbolic`` -> "weather
@@ -321,7 +323,9 @@ def write_jsonl(records: list[dict[str, object]], path: Path) -> None:
 # --- emoji (npm) and icon themes (Debian) ---------------------------------------------------------
 
 NPM_DIR = REPO / "data" / "npm"  # `make lit-data` unpacks the pinned tarballs here
-NPM_PACKAGES = {"@twemoji/svg": "15.0.0", "emoji-datasource": "16.0.0", "openmoji": "17.0.0"}
+NPM_PACKAGES = {"@twemoji/svg": "15.0.0", "emoji-datasource": "16.0.0", "openmoji": "17.0.0", "fluentui-emoji": "1.3.0"}
+FLUENT_STYLES = ("flat", "high-contrast")  # colour, and black line art: two more drawing styles
+SKIN_TONES = ("-medium-light", "-medium-dark", "-light", "-medium", "-dark")
 ICONS = Path("/usr/share/icons")
 ICON_TRAIN_THEMES = ("Papirus", "Adwaita")
 ICON_HELDOUT_THEME = "breeze"
@@ -471,6 +475,22 @@ def twemoji_records(out: Path, npm: Path = NPM_DIR) -> list[dict[str, object]]:
     return records
 
 
+def fluent_records(out: Path, npm: Path = NPM_DIR) -> list[dict[str, object]]:
+    """Fluent Emoji (training; Microsoft, MIT), flat and high-contrast styles, named by their file names; no skin-tone variants."""
+    records: list[dict[str, object]] = []
+    for style in FLUENT_STYLES:
+        for svg in sorted((npm / "fluentui-emoji" / "package" / "icons" / style).glob("*.svg")):
+            stem = svg.stem
+            if stem.endswith(SKIN_TONES):
+                continue
+            name = _emoji_name(stem.removesuffix("-default").replace("-", " "))
+            png = out / "rendered" / "fluent" / style / f"{stem}.png"
+            if not name or not render_svg(svg, png):
+                continue
+            records.append({"image": str(png), "caption": [t.format(name) for t in EMOJI_TEMPLATES], "names": [name], "source": f"fluent:{style}"})
+    return records
+
+
 def openmoji_records(out: Path, npm: Path = NPM_DIR) -> list[dict[str, object]]:
     """OpenMoji (held out whole): each emoji with its annotation (the name) and keywords; no skin-tone variants."""
     meta = json.loads((npm / "openmoji" / "package" / "data" / "openmoji.json").read_text(encoding="utf-8"))
@@ -507,6 +527,8 @@ def prepare(out: Path, fmnist_per_class: int, *, extra_sources: bool = True) -> 
     if extra_sources:
         tw = twemoji_records(out)
         write_jsonl(tw, out / "twemoji-train.jsonl")
+        fl = fluent_records(out)
+        write_jsonl(fl, out / "fluent-train.jsonl")
         icons = [r for theme in ICON_TRAIN_THEMES for r in icon_records(theme, out)]
         write_jsonl(icons, out / "icons-train.jsonl")
         om = openmoji_records(out)
@@ -515,6 +537,7 @@ def prepare(out: Path, fmnist_per_class: int, *, extra_sources: bool = True) -> 
         write_jsonl(breeze, out / "heldout-breeze.jsonl")
         summary.update(
             twemoji_train=len(tw),
+            fluent_train=len(fl),
             icons_train={t: sum(1 for r in icons if r["source"] == f"icons:{t}") for t in ICON_TRAIN_THEMES},
             heldout_openmoji=len(om),
             heldout_breeze=len(breeze),

@@ -7,6 +7,7 @@ manifests ``scripts/prepare_data.py`` writes (``make lit-data``):
 * openclipart train part (real titles, "title, keywords", file-name captions for collection items);
 * Fashion-MNIST *train* split, 1,000 images per class, 5 caption templates per class;
 * Twemoji, named from the emoji-datasource metadata (name, templates, short names);
+* Fluent Emoji (flat and high-contrast styles), named by their file names;
 * the Papirus and Adwaita icon themes, captioned from their icon names (and aliases).
 
 OpenMoji, the Breeze icon theme, the openclipart held-out rows and Fashion-MNIST test are held out
@@ -45,16 +46,19 @@ from mmgr_qdrant.encoders.lit import DEFAULT_HEAD
 from mmgr_qdrant.encoders.lit_training import CaptionedData, CaptionedImage, load_captioned_folder, train_encoder
 
 logger = logging.getLogger("train_lit_head")
-SETTINGS: dict[str, Any] = {"epochs": 30, "batch_size": 1024, "lr": 2e-3, "weight_decay": 0.05, "hidden": 512, "resolution": 64, "seed": 0, "val_fraction": 0.1}
+SETTINGS: dict[str, Any] = {"epochs": 30, "batch_size": 1024, "lr": 2e-3, "weight_decay": 0.05, "hidden": 768, "resolution": 64, "seed": 0, "val_fraction": 0.1}
 FMNIST_PER_CLASS = 1000
-TRAIN_MANIFESTS = ("clipart-train", "fmnist-train", "twemoji-train", "icons-train")
-# what --sweep tries, each a change to SETTINGS (plus "first_caption_only": no templates / aliases)
+TRAIN_MANIFESTS = ("clipart-train", "fmnist-train", "twemoji-train", "fluent-train", "icons-train")
+# what --sweep tries, each a change to SETTINGS (plus "first_caption_only": no templates / aliases,
+# "exclude": training manifests left out)
 CANDIDATES: dict[str, dict[str, Any]] = {
-    "base-64px": {},
+    "shipped": {},
+    "hidden-512": {"hidden": 512},
+    "without-fluent-hidden-512": {"exclude": ["fluent-train"], "hidden": 512},
+    "without-fluent": {"exclude": ["fluent-train"]},
+    "without-fluent-linear": {"exclude": ["fluent-train"], "hidden": 0},
     "res-80px": {"resolution": 80},
     "res-96px": {"resolution": 96},
-    "hidden-768": {"hidden": 768},
-    "linear": {"hidden": 0},
     "first-caption-only": {"first_caption_only": True},
     "batch-512": {"batch_size": 512},
     "epochs-50": {"epochs": 50},
@@ -69,9 +73,11 @@ def debian_version(package: str) -> str:
         return "unknown"
 
 
-def load_training(out_dir: Path, first_caption_only: bool = False) -> CaptionedData:
+def load_training(out_dir: Path, first_caption_only: bool = False, exclude: tuple[str, ...] = ()) -> CaptionedData:
     loaded = CaptionedData(())
     for m in TRAIN_MANIFESTS:
+        if m in exclude:
+            continue
         loaded = loaded + load_captioned_folder(out_dir / f"{m}.jsonl", min_pairs=0)
     if first_caption_only:
         loaded = CaptionedData(tuple(CaptionedImage(p.image, p.captions[:1]) for p in loaded.pairs), loaded.skipped, loaded.source)
@@ -101,6 +107,8 @@ def sources_record(summary: dict[str, Any]) -> dict[str, str]:
         "twemoji": f"npm @twemoji/svg {pins['@twemoji/svg']} (graphics CC-BY 4.0, Twitter, Inc and other contributors), names from npm emoji-datasource "
         f"{pins['emoji-datasource']} (MIT; its metadata only, none of its images): {summary.get('twemoji_train', 0)} emoji, no skin-tone variants, "
         f"captions name + {list(data.EMOJI_TEMPLATES)[1:]} + short names",
+        "fluent_emoji": f"npm fluentui-emoji {pins['fluentui-emoji']} (MIT; Microsoft Fluent Emoji artwork, MIT): {summary.get('fluent_train', 0)} emoji in the flat "
+        f"and high-contrast styles, no skin-tone variants, captions the file name + {list(data.EMOJI_TEMPLATES)[1:]}",
         "icons": f"Debian papirus-icon-theme {debian_version('papirus-icon-theme')} (GPL-3.0) and adwaita-icon-theme {debian_version('adwaita-icon-theme')} "
         f"(CC BY-SA 3.0 / LGPL-3.0): {summary.get('icons_train', {})} distinct pictures from the actions, places, status, devices, emblems, categories, emotes "
         f"and legacy folders, captioned from the icon names and their aliases with {list(data.ICON_TEMPLATES)}",
@@ -118,6 +126,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default); 1 is faster on a busy 2-core machine")
     ap.add_argument("--sweep", action="store_true", help="train every candidate, record validation and held-out figures, ship the best by validation")
     ap.add_argument("--only", nargs="*", default=None, help="with --sweep: these candidates only")
+    ap.add_argument("--sweep-only", action="store_true", help="with --sweep: stop after the candidates (no final head)")
     ap.add_argument("--with-benchmark", action="store_true", help="run benchmarks/encoder_quality.py on the new head and keep its figures in the record")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -146,8 +155,9 @@ def main() -> None:
                 continue
             cand = {**SETTINGS, **change}
             first_only = bool(cand.pop("first_caption_only", False))
+            exclude = tuple(cand.pop("exclude", ()))
             head = out_dir / "sweep" / f"{name}.safetensors"
-            report = train_encoder(load_training(out_dir, first_only), head, cache_dir=cache, progress=progress, **cand)
+            report = train_encoder(load_training(out_dir, first_only, exclude), head, cache_dir=cache, progress=progress, **cand)
             choices[name] = {
                 "change": change,
                 "val_t2i_recall10": round(report.val_t2i_recall10, 4),
@@ -161,6 +171,8 @@ def main() -> None:
     if choices:
         best = max(choices, key=lambda n: choices[n]["val_t2i_recall10"] + choices[n]["val_i2t_recall10"])
         logger.info("best candidate by validation: %s", best)
+    if args.sweep_only:
+        return
 
     first_only = bool(settings.pop("first_caption_only", False))
     report = train_encoder(
@@ -168,7 +180,7 @@ def main() -> None:
         args.output,
         cache_dir=cache,
         progress=progress,
-        record={"sources": "openclipart train part, Fashion-MNIST train split, Twemoji, Papirus + Adwaita icons (scripts/train_lit_head.py)"},
+        record={"sources": "openclipart train part, Fashion-MNIST train split, Twemoji, Fluent Emoji, Papirus + Adwaita icons (scripts/train_lit_head.py)"},
         **settings,
     )
     record: dict[str, Any] = {

@@ -79,12 +79,17 @@ def test_dims_dtype_and_norms(encoder: LitEncoder) -> None:
     assert encoder.encode_images([]).shape == (0, 384)
 
 
-def test_text_image_agreement_on_unseen_sample_images(encoder: LitEncoder) -> None:
-    # held-out clip art (never trained on): each picture should prefer its own description
-    names = ["stack-of-books", "stop-sign", "rubik-s-cube", "harp"]
-    texts = ["a stack of books", "a stop sign", "a rubik's cube", "a harp"]
-    sims = encoder.encode_images([sample(n) for n in names]) @ encoder.encode_texts(texts).T
-    assert np.array_equal(np.argmax(sims, axis=1), np.arange(len(names))), sims.round(3)
+@pytest.mark.slow
+@pytest.mark.parametrize("head", ["default", "v1"])
+def test_text_image_agreement_on_unseen_sample_images(head: str) -> None:
+    # the 300 sample clip-art images are held out (never trained on): each image's own title should
+    # rank in its top 10 of the 300 titles far more often than chance (10 / 300)
+    enc = LitEncoder(head, device="cpu")
+    rows = [json.loads(line) for line in (EXAMPLES / "clipart.jsonl").read_text().splitlines() if line.strip()]
+    sims = enc.encode_images([EXAMPLES / r["file"] for r in rows]) @ enc.encode_texts([r["caption"] for r in rows]).T
+    top = np.argsort(-sims, axis=1)[:, :10]
+    recall = float(np.mean([i in top[i] for i in range(len(rows))]))
+    assert recall >= 0.30, recall
 
 
 def test_text_side_is_plain_minilm(encoder: LitEncoder) -> None:
