@@ -1,25 +1,32 @@
-"""Quality and speed of the offline LiT encoder, beside a zero-training baseline, in one run.
+"""Quality and speed of the offline LiT encoder: the shipped head beside the previous one, in one run.
 
-Figures (one head, one run; ratios are what to compare across machines):
+Four held-out sets, none of them trained or tuned on (``scripts/prepare_data.py`` builds them by
+construction):
 
-* ``fmnist_zero_shot_acc``: accuracy on the 10,000 Fashion-MNIST *test* images, one prompt per
-  class ("a photo of a sneaker."), nearest prompt wins. Target >= 0.85.
-* ``clipart_t2i_recall@10`` / ``clipart_i2t_recall@10``: on the committed held-out part of
-  openclipart (``benchmarks/data/openclipart_heldout.tsv``, never trained on): each distinct title
-  queries the images (a hit when an image with that title ranks in the top 10), and each image
-  queries the titles (a hit when its own title ranks in the top 10).
-* The same figures for the zero-training baseline: an image's embedding is its ImageNet class
-  probabilities (the backbone's own classifier) times the text embeddings of the class names,
-  so it uses the same two frozen towers with no training at all. Target: t2i >= 4x the baseline.
-  The baseline is also scored at ``--baseline-resolution`` (112 px): the ImageNet classifier
-  needs resolution more than the trained head does, so this is the fairer comparison.
-* ``images_per_s`` (end to end from PNG files: decode, resize, backbone, head) and ``texts_per_s``.
+* (a) ``clipart``: the committed held-out rows of openclipart
+  (``benchmarks/data/openclipart_heldout.tsv``); each distinct title queries the images.
+* (b) ``openmoji``: the whole OpenMoji emoji set (a drawing style never trained on; Twemoji is the
+  emoji style in training), queried by each emoji's name (``openmoji_names``) and by its keywords
+  (``openmoji_keywords``: one query per keyword, every image tagged with it is relevant).
+* (c) ``breeze``: the whole Breeze icon theme (Papirus and Adwaita are the icon themes in
+  training), queried by each picture's icon name ("weather storm").
+* (d) ``fmnist``: Fashion-MNIST *test*, zero-shot: one prompt per class ("a photo of a sneaker."),
+  nearest prompt wins (accuracy).
 
-Needs the Debian packages ``openclipart-png``, ``openclipart-svg`` and ``dataset-fashion-mnist``.
+For (a)-(c): ``t2i`` recall@10 (a query is a hit when a relevant image ranks in its top 10 among the
+set's images) and ``i2t`` recall@10 (an image is a hit when one of its own queries ranks in its top
+10 among the set's queries). Speed: ``images_per_s`` end to end from the held-out clip-art PNG
+files (decode, resize, backbone, head), the two heads timed in alternating rounds so that a busy
+machine slows both alike; ``texts_per_s`` (the text tower, the same for both heads).
+
+Also the zero-training baseline on (a) and (d): an image's embedding is its ImageNet class
+probabilities (the backbone's own classifier) times the text embeddings of the class names.
+
+Needs ``make lit-data`` (Debian packages and the npm tarballs, prepared under ``data/lit-data``).
 
 Usage::
 
-    python -m benchmarks.encoder_quality [--head PATH] [--fmnist-limit N] [--json]
+    python -m benchmarks.encoder_quality [--head PATH] [--old-head lit:v1] [--fmnist-limit N] [--json]
 """
 
 from __future__ import annotations
@@ -29,8 +36,11 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,10 +48,76 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
 
 from mmgr_qdrant.encoders.lit import LitEncoder, image_backbone, image_features, text_embeddings
-from mmgr_qdrant.training import recall_at_k
+from mmgr_qdrant.encoders.lit_training import cached_image_features
 from scripts import prepare_data as data
 
 FMNIST_PROMPT = "a photo of a {}."
+SETS = ("clipart", "openmoji_names", "openmoji_keywords", "breeze_names")
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """One retrieval set: images, text queries, and which images each query should find."""
+
+    name: str
+    images: tuple[Path, ...]
+    queries: tuple[str, ...]
+    relevant: tuple[tuple[int, ...], ...]  # per query: indices into images
+
+
+def _grouped(name: str, images: Sequence[Path], labels: Sequence[Sequence[str]]) -> HeldOut:
+    """Queries = distinct labels (first spelling kept); relevant = the images carrying each."""
+    index: dict[str, int] = {}
+    queries: list[str] = []
+    relevant: list[list[int]] = []
+    for i, labs in enumerate(labels):
+        for lab in labs:
+            key = " ".join(lab.lower().split())
+            if key not in index:
+                index[key] = len(queries)
+                queries.append(" ".join(lab.split()))
+                relevant.append([])
+            if i not in relevant[index[key]]:
+                relevant[index[key]].append(i)
+    return HeldOut(name, tuple(images), tuple(queries), tuple(tuple(r) for r in relevant))
+
+
+def _manifest(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise SystemExit(f"{path} is missing: run `make lit-data` (or python scripts/prepare_data.py --out {path.parent}) first.")
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def heldout_sets(work: Path) -> dict[str, HeldOut]:
+    """The held-out retrieval sets (a)-(c), from the committed clip-art list and the prepared manifests."""
+    held = data.read_heldout()
+    clip = _grouped("clipart", [data.clipart_image(rel, work) for rel, _ in held], [[t] for _, t in held])
+    om = _manifest(work / "heldout-openmoji.jsonl")
+    om_images = [Path(r["image"]) for r in om]
+    breeze = _manifest(work / "heldout-breeze.jsonl")
+    return {
+        "clipart": clip,
+        "openmoji_names": _grouped("openmoji_names", om_images, [[r["caption"][0]] for r in om]),
+        "openmoji_keywords": _grouped("openmoji_keywords", om_images, [r["keywords"] for r in om]),
+        # the picture's own icon name is the query; an alias naming the same picture counts as relevant
+        "breeze_names": _grouped("breeze_names", [Path(r["image"]) for r in breeze], [r["names"][:1] for r in breeze]),
+    }
+
+
+def recall_sets(img: np.ndarray, txt: np.ndarray, relevant: Sequence[Sequence[int]], k: int = 10) -> tuple[float, float]:
+    """t2i and i2t recall@k when query ``q`` should find the images ``relevant[q]`` (rows normalized)."""
+    sims = txt @ img.T  # (q, n)
+    k_i = min(k, sims.shape[1])
+    top_img = np.argpartition(-sims, k_i - 1, axis=1)[:, :k_i]  # (q, k)
+    t2i = float(np.mean([bool(set(top_img[q].tolist()) & set(rel)) for q, rel in enumerate(relevant)]))
+    own: list[set[int]] = [set() for _ in range(img.shape[0])]
+    for q, rel in enumerate(relevant):
+        for i in rel:
+            own[i].add(q)
+    k_t = min(k, sims.shape[0])
+    top_txt = np.argpartition(-sims.T, k_t - 1, axis=1)[:, :k_t]  # (n, k)
+    i2t = float(np.mean([bool(set(top_txt[i].tolist()) & own[i]) for i in range(img.shape[0]) if own[i]]))
+    return t2i, i2t
 
 
 def imagenet_class_names() -> list[str]:
@@ -69,63 +145,73 @@ class Baseline:
         return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
 
 
-def clipart_eval(enc: LitEncoder, baseline: Baseline, work: Path, batch_size: int, baseline_resolution: int) -> dict[str, float]:
-    held = data.read_heldout()
-    paths = [data.clipart_image(rel, work) for rel, _ in held]  # renders the few huge PNGs once
-    titles = [" ".join(t.split()) for _, t in held]
-    uniq = list(dict.fromkeys(t.lower() for t in titles))
-    target = np.array([uniq.index(t.lower()) for t in titles])
-    first = {t.lower(): t for t in titles}
-    queries = [first[u] for u in uniq]
+class Features:
+    """Backbone features per (image list, resolution), computed once (and cached on disk when ``cache`` is set)."""
 
-    t0 = time.perf_counter()
-    feats = image_features(paths, enc.resolution, batch_size=batch_size, device=enc.device)
-    assert isinstance(feats, np.ndarray)
-    img = enc.project(feats)
-    images_per_s = len(paths) / (time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    txt = enc.encode_texts(queries)
-    texts_per_s = len(queries) / (time.perf_counter() - t0)
+    def __init__(self, cache: Path | None, batch_size: int, device: str) -> None:
+        self.cache, self.batch_size, self.device = cache, batch_size, device
+        self._mem: dict[tuple[int, int], np.ndarray] = {}
 
-    t2i, i2t = recall_at_k(img, txt, target, 10)
-    b_t2i, b_i2t = recall_at_k(baseline.embed(feats), txt, target, 10)
-    # the ImageNet classifier gains more from resolution than the head does: show it at its best too
-    hi = image_features(paths, baseline_resolution, batch_size=batch_size, device=enc.device)
-    assert isinstance(hi, np.ndarray)
-    h_t2i, h_i2t = recall_at_k(baseline.embed(hi), txt, target, 10)
-    return {
-        f"baseline_{baseline_resolution}px_clipart_t2i_recall@10": h_t2i,
-        f"baseline_{baseline_resolution}px_clipart_i2t_recall@10": h_i2t,
-        "clipart_t2i_recall@10": t2i,
-        "clipart_i2t_recall@10": i2t,
-        "baseline_clipart_t2i_recall@10": b_t2i,
-        "baseline_clipart_i2t_recall@10": b_i2t,
-        "n_heldout_images": len(paths),
-        "n_heldout_titles": len(queries),
-        "images_per_s": images_per_s,
-        "texts_per_s": texts_per_s,
-    }
+    def __call__(self, images: Sequence[Any], resolution: int) -> np.ndarray:
+        key = (id(images), resolution)
+        if key not in self._mem:
+            if self.cache is not None and all(isinstance(x, Path) for x in images):
+                feats, _ = cached_image_features(list(images), resolution, self.cache, device=self.device, batch_size=self.batch_size)
+            else:
+                out = image_features(list(images), resolution, batch_size=self.batch_size, device=self.device)
+                assert isinstance(out, np.ndarray)
+                feats = out
+            self._mem[key] = feats
+        return self._mem[key]
 
 
-def fmnist_eval(enc: LitEncoder, baseline: Baseline, limit: int, batch_size: int) -> dict[str, float]:
+def fmnist_test(limit: int) -> tuple[list[np.ndarray], np.ndarray]:
     images, labels = data.read_idx(data.FMNIST / "t10k-images-idx3-ubyte.gz", data.FMNIST / "t10k-labels-idx1-ubyte.gz")
-    images, labels = images[:limit], labels[:limit]
-    feats = image_features(list(images), enc.resolution, batch_size=batch_size, device=enc.device)
-    assert isinstance(feats, np.ndarray)
-    prompts = enc.encode_texts([FMNIST_PROMPT.format(n) for n in data.FMNIST_CLASSES])  # (10, 384)
-    acc = float(np.mean(np.argmax(enc.project(feats) @ prompts.T, axis=1) == labels))
-    b_acc = float(np.mean(np.argmax(baseline.embed(feats) @ prompts.T, axis=1) == labels))
-    return {"fmnist_zero_shot_acc": acc, "baseline_fmnist_zero_shot_acc": b_acc, "n_fmnist_test": len(labels)}
+    return list(images[:limit]), labels[:limit]
+
+
+def evaluate_head(
+    enc: LitEncoder, sets: dict[str, HeldOut], fm: tuple[list[np.ndarray], np.ndarray], feats: Features, text_cache: dict[str, np.ndarray]
+) -> dict[str, float]:
+    """Every quality figure of one head on the held-out sets."""
+
+    def texts(qs: Sequence[str]) -> np.ndarray:
+        todo = [q for q in dict.fromkeys(qs) if q not in text_cache]
+        if todo:
+            text_cache.update(zip(todo, enc.encode_texts(todo)))
+        return np.stack([text_cache[q] for q in qs])
+
+    out: dict[str, float] = {}
+    for name, s in sets.items():
+        img = enc.project(feats(s.images, enc.resolution))
+        out[f"{name}_t2i_recall@10"], out[f"{name}_i2t_recall@10"] = recall_sets(img, texts(s.queries), s.relevant)
+    prompts = texts([FMNIST_PROMPT.format(n) for n in data.FMNIST_CLASSES])
+    out["fmnist_zero_shot_acc"] = float(np.mean(np.argmax(enc.project(feats(fm[0], enc.resolution)) @ prompts.T, axis=1) == fm[1]))
+    return out
+
+
+def speed(encs: Sequence[LitEncoder], paths: Sequence[Path], batch_size: int, rounds: int = 5) -> list[float]:
+    """Images/s of each encoder end to end from files, median of rounds that alternate which goes first."""
+    times: list[list[float]] = [[] for _ in encs]
+    for r in range(rounds):
+        order = list(enumerate(encs))
+        for i, enc in order if r % 2 == 0 else order[::-1]:
+            t0 = time.perf_counter()
+            enc.encode_images(list(paths), batch_size=batch_size)
+            times[i].append(time.perf_counter() - t0)
+    return [len(paths) / float(np.median(t)) for t in times]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--head", default=None, help="head file (default: the one shipped in the package)")
+    ap.add_argument("--head", default="default", help="the head to measure: a shipped name (default, v1) or a head file")
+    ap.add_argument("--old-head", default="v1", help="the head to compare with (default: v1, the first shipped head)")
     ap.add_argument("--fmnist-limit", type=int, default=10_000, help="Fashion-MNIST test images to score (all 10,000 by default)")
+    ap.add_argument("--speed-images", type=int, default=200, help="held-out clip-art images per timed round")
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--baseline-resolution", type=int, default=112, help="also score the baseline at this resolution (clip art only)")
-    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default); 1 is faster on a busy 2-core machine")
-    ap.add_argument("--work", type=Path, default=REPO / ".cache" / "lit-data", help="where the few huge PNGs are re-rendered small")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default); 1 is steadier on a busy 2-core machine")
+    ap.add_argument("--work", type=Path, default=REPO / "data" / "lit-data", help="the folder `make lit-data` prepared")
+    ap.add_argument("--no-cache", action="store_true", help="do not read or write the on-disk feature cache under WORK/cache")
     ap.add_argument("--json", action="store_true", help="print one JSON line last")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -134,31 +220,59 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
-    enc = LitEncoder(args.head)
-    baseline = Baseline(enc.device)
-    res = {"head": enc.name, "resolution": enc.resolution, "hidden": enc.spec.hidden, "device": enc.device, "torch_threads": torch.get_num_threads()}
-    res.update(clipart_eval(enc, baseline, args.work, args.batch_size, args.baseline_resolution))
-    res.update(fmnist_eval(enc, baseline, args.fmnist_limit, args.batch_size))
-    res["t2i_ratio_vs_baseline"] = res["clipart_t2i_recall@10"] / max(res["baseline_clipart_t2i_recall@10"], 1e-9)
+    new, old = LitEncoder(args.head), LitEncoder(args.old_head)
+    feats = Features(None if args.no_cache else args.work.resolve() / "cache", args.batch_size, new.device)
+    sets = heldout_sets(args.work.resolve())
+    fm = fmnist_test(args.fmnist_limit)
+    text_cache: dict[str, np.ndarray] = {}
+    res: dict[str, Any] = {
+        "head": new.name,
+        "old_head": old.name,
+        "resolution": new.resolution,
+        "old_resolution": old.resolution,
+        "hidden": new.spec.hidden,
+        "device": new.device,
+        "torch_threads": torch.get_num_threads(),
+    }
+    res.update({f"n_{k}_images": len(s.images) for k, s in sets.items()} | {f"n_{k}_queries": len(s.queries) for k, s in sets.items()})
+    res["n_fmnist_test"] = len(fm[1])
+    res.update({f"new_{k}": v for k, v in evaluate_head(new, sets, fm, feats, text_cache).items()})
+    res.update({f"old_{k}": v for k, v in evaluate_head(old, sets, fm, feats, text_cache).items()})
+
+    base = Baseline(new.device)
+    clip = sets["clipart"]
+    q = np.stack([text_cache[t] for t in clip.queries])
+    res["baseline_clipart_t2i_recall@10"], res["baseline_clipart_i2t_recall@10"] = recall_sets(base.embed(feats(clip.images, old.resolution)), q, clip.relevant)
+    prompts = np.stack([text_cache[FMNIST_PROMPT.format(n)] for n in data.FMNIST_CLASSES])
+    res["baseline_fmnist_zero_shot_acc"] = float(np.mean(np.argmax(base.embed(feats(fm[0], old.resolution)) @ prompts.T, axis=1) == fm[1]))
+
+    speed_paths = list(clip.images[: args.speed_images])
+    new.encode_images(speed_paths[:8])  # warm both towers before timing
+    res["new_images_per_s"], res["old_images_per_s"] = speed([new, old], speed_paths, args.batch_size)
+    res["images_per_s_ratio"] = res["new_images_per_s"] / res["old_images_per_s"]
+    queries = list(dict.fromkeys(t for s in sets.values() for t in s.queries))[:1000]
+    t0 = time.perf_counter()
+    new.encode_texts(queries)
+    res["texts_per_s"] = len(queries) / (time.perf_counter() - t0)
     res["seconds"] = time.perf_counter() - t_start
 
-    rows = [
-        ("fmnist_zero_shot_acc", "fmnist_zero_shot_acc", ">= 0.85"),
-        ("clipart_t2i_recall@10", "clipart_t2i_recall@10", ">= 4x baseline"),
-        ("clipart_i2t_recall@10", "clipart_i2t_recall@10", ""),
-    ]
-    print(f"LiT encoder quality: {res['head']} ({res['resolution']} px, hidden {res['hidden']}, {res['device']}, {res['torch_threads']} threads)")
-    print(f"held-out openclipart: {res['n_heldout_images']} images, {res['n_heldout_titles']} titles; Fashion-MNIST test: {res['n_fmnist_test']} images")
-    print(f"{'metric':<24}{'LiT head':>10}{'baseline':>10}{'ratio':>8}  target")
-    for label, key, target in rows:
-        ours, base = res[key], res[f"baseline_{key}"]
-        print(f"{label:<24}{ours:>10.3f}{base:>10.3f}{ours / max(base, 1e-9):>7.1f}x  {target}")
-    hr = args.baseline_resolution
-    for key in ("clipart_t2i_recall@10", "clipart_i2t_recall@10"):
-        base = res[f"baseline_{hr}px_{key}"]
-        print(f"{key:<24}{res[key]:>10.3f}{base:>10.3f}{res[key] / max(base, 1e-9):>7.1f}x  (baseline at {hr} px)")
-    print(f"{'images_per_s':<24}{res['images_per_s']:>10.1f}   (PNG decode + resize + backbone + head)")
-    print(f"{'texts_per_s':<24}{res['texts_per_s']:>10.1f}")
+    print(f"LiT encoder quality: {res['head']} ({new.resolution} px, hidden {new.spec.hidden}) vs {res['old_head']} ({old.resolution} px), {res['device']}, {res['torch_threads']} threads")
+    print("held-out sets: " + ", ".join(f"{k} {res[f'n_{k}_images']} images / {res[f'n_{k}_queries']} queries" for k in sets) + f"; Fashion-MNIST test {res['n_fmnist_test']}")
+    print(f"{'metric':<34}{'new':>8}{'old':>8}{'ratio':>8}  target")
+    targets = {"clipart_t2i_recall@10": ">= 0.50", "openmoji_names_t2i_recall@10": ">= 3x old", "breeze_names_t2i_recall@10": ">= 3x old"}
+    for name in SETS:
+        for d in ("t2i", "i2t"):
+            key = f"{name}_{d}_recall@10"
+            n, o = res[f"new_{key}"], res[f"old_{key}"]
+            print(f"{key:<34}{n:>8.3f}{o:>8.3f}{n / max(o, 1e-9):>7.2f}x  {targets.get(key, '')}")
+    n, o = res["new_fmnist_zero_shot_acc"], res["old_fmnist_zero_shot_acc"]
+    print(f"{'fmnist_zero_shot_acc':<34}{n:>8.3f}{o:>8.3f}{n / max(o, 1e-9):>7.2f}x  >= 0.85")
+    print(f"{'images_per_s (clip-art PNG files)':<34}{res['new_images_per_s']:>8.1f}{res['old_images_per_s']:>8.1f}{res['images_per_s_ratio']:>7.2f}x  >= 0.8x")
+    print(f"{'texts_per_s':<34}{res['texts_per_s']:>8.1f}")
+    print(
+        f"zero-training baseline: clipart t2i {res['baseline_clipart_t2i_recall@10']:.3f}, i2t {res['baseline_clipart_i2t_recall@10']:.3f}, "
+        f"fmnist {res['baseline_fmnist_zero_shot_acc']:.3f}"
+    )
     print(f"total {res['seconds']:.1f} s")
     if args.json:
         print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in res.items()}))

@@ -15,6 +15,22 @@ parts; images sharing a title or identical pixels stay on one side. The held-out
 as ``benchmarks/data/openclipart_heldout.tsv`` and training always reads it from there, so a
 changed package version cannot leak held-out images into training.
 
+More sources (fetched by ``make lit-data``: Debian icon themes and pinned npm tarballs unpacked
+under ``NPM_DIR``), each rendered once to a small PNG on white under ``OUT/rendered``:
+
+* Twemoji (npm ``@twemoji/svg``, CC-BY 4.0), named from the ``emoji-datasource`` metadata (MIT):
+  training.
+* Fluent Emoji (Microsoft, MIT; npm ``fluentui-emoji``), the flat colour and the high-contrast
+  line-art styles, named by their file names: training.
+* OpenMoji (npm ``openmoji``, CC BY-SA 4.0), with its annotations and tags: **held out whole** (a
+  style never trained on), queried by names and by keywords.
+* Icon themes whose file names describe the picture (``weather-storm-symbolic`` -> "weather
+  storm"): Papirus (GPL-3) and Adwaita (CC BY-SA 3.0 / LGPL-3) for training; Breeze (LGPL-3)
+  **held out whole**, queried by its names.
+
+Held out by construction: the training manifests never read OpenMoji or Breeze, the openclipart
+held-out list is excluded as before, and Fashion-MNIST's test split is never read here.
+
 Usage::
 
     python scripts/prepare_data.py --out .cache/lit-data          # manifests for training
@@ -26,6 +42,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import hashlib
+import io
 import json
 import logging
 import re
@@ -86,6 +103,28 @@ def clipart_image(rel: str, out: Path) -> Path:
         small.parent.mkdir(parents=True, exist_ok=True)
         scale = 512 / max(w, h)
         cairosvg.svg2png(url=str(OPENCLIPART / "svg" / f"{rel}.svg"), write_to=str(small), output_width=max(1, round(w * scale)), output_height=max(1, round(h * scale)))
+    return small
+
+
+SMALL_SIDE = 256  # training copies: decoding the packaged PNGs (up to 4 Mpx) costs more than the backbone
+
+
+def small_copy(png: Path, small: Path, side: int = SMALL_SIDE) -> Path:
+    """An RGB-on-white copy of ``png`` at most ``side`` pixels across (the image itself when already that small)."""
+    if small.is_file():
+        return small
+    from PIL import Image
+
+    with Image.open(png) as im:
+        if max(im.size) <= side:
+            return png
+        im.draft("RGB", (side, side))
+        rgba = im.convert("RGBA")
+    rgba.thumbnail((side, side), Image.Resampling.LANCZOS)
+    canvas = Image.new("RGB", rgba.size, (255, 255, 255))
+    canvas.paste(rgba, mask=rgba.split()[-1])
+    small.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(small)
     return small
 
 
@@ -239,7 +278,7 @@ def clipart_training_records(items: list[Clipart], heldout: list[tuple[str, str]
                 continue
             captions = [cap]
             stats["filename"] += 1
-        records.append({"image": str(clipart_image(c.rel, out)), "caption": captions, "source": "openclipart"})
+        records.append({"image": str(small_copy(clipart_image(c.rel, out), out / "small" / f"{c.rel}.png")), "caption": captions, "source": "openclipart"})
     return records, dict(stats)
 
 
@@ -281,15 +320,228 @@ def write_jsonl(records: list[dict[str, object]], path: Path) -> None:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
 
 
-def prepare(out: Path, fmnist_per_class: int) -> dict[str, object]:
-    """Write ``clipart-train.jsonl`` and ``fmnist-train.jsonl`` under ``out``; return counts."""
+# --- emoji (npm) and icon themes (Debian) ---------------------------------------------------------
+
+NPM_DIR = REPO / "data" / "npm"  # `make lit-data` unpacks the pinned tarballs here
+NPM_PACKAGES = {"@twemoji/svg": "15.0.0", "emoji-datasource": "16.0.0", "openmoji": "17.0.0", "fluentui-emoji": "1.3.0"}
+FLUENT_STYLES = ("flat", "high-contrast")  # colour, and black line art: two more drawing styles
+SKIN_TONES = ("-medium-light", "-medium-dark", "-light", "-medium", "-dark")
+ICONS = Path("/usr/share/icons")
+ICON_TRAIN_THEMES = ("Papirus", "Adwaita")
+ICON_HELDOUT_THEME = "breeze"
+# categories whose names describe a picture; apps (brand names) and mimetypes (file formats) are not captions
+ICON_CATEGORIES = ("actions", "places", "status", "devices", "emblems", "categories", "emotes", "legacy")
+ICON_DROP_WORDS = {"symbolic", "x", "rtl", "ltr", "gtk", "kde", "org", "gnome", "stock", "im", "s", "n", "t"}
+# Papirus draws every folder icon in 25 colours: one picture per concept is enough
+FOLDER_COLOURS = {
+    "adwaita", "black", "blue", "bluegrey", "breeze", "brown", "carmine", "cyan", "darkcyan", "deeporange", "green", "grey", "indigo",
+    "magenta", "nordic", "orange", "palebrown", "paleorange", "pink", "red", "teal", "violet", "white", "yaru", "yellow",
+}
+RENDER_SIZE = 128  # rendered PNG side: more than any resolution the head uses
+ICON_TEMPLATES = ("{}", "an icon of {}.", "{} icon")
+EMOJI_TEMPLATES = ("{}", "an emoji of {}.", "{} emoji")
+
+
+def render_svg(svg: Path, png: Path, size: int = RENDER_SIZE) -> bool:
+    """Render ``svg`` to an RGB ``png`` on white, fitting a ``size`` square; False when it fails to render."""
+    if png.is_file():
+        return True
+    import cairosvg
+    from PIL import Image
+
+    png.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        raw = cairosvg.svg2png(url=str(svg), output_width=size, output_height=size)
+        with Image.open(io.BytesIO(raw)) as im:
+            rgba = im.convert("RGBA")
+    except Exception as exc:  # noqa: BLE001 - cairosvg raises many kinds of error on odd SVGs
+        logger.debug("cannot render %s: %s", svg, exc)
+        return False
+    canvas = Image.new("RGB", rgba.size, (255, 255, 255))
+    canvas.paste(rgba, mask=rgba.split()[-1])
+    canvas.save(png)
+    return True
+
+
+def flatten_png(src: Path, png: Path) -> bool:
+    """Copy a (possibly transparent) PNG icon to an RGB PNG on white."""
+    if png.is_file():
+        return True
+    from PIL import Image
+
+    png.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with Image.open(src) as im:
+            rgba = im.convert("RGBA")
+    except OSError:
+        return False
+    canvas = Image.new("RGB", rgba.size, (255, 255, 255))
+    canvas.paste(rgba, mask=rgba.split()[-1])
+    canvas.save(png)
+    return True
+
+
+def icon_caption(name: str) -> str:
+    """``weather-storm-symbolic`` -> ``weather storm``; "" when nothing descriptive is left."""
+    name = name.removesuffix(".symbolic")
+    words = [w for w in re.split(r"[-_.\s]+", name.lower()) if w and w not in ICON_DROP_WORDS and not any(ch.isdigit() for ch in w)]
+    cap = " ".join(words)
+    return cap if len(cap) >= 3 else ""
+
+
+def _icon_size(parts: tuple[str, ...]) -> int:
+    """A sort key for an icon's size folder: bigger first, full-colour before symbolic."""
+    for p in parts:
+        m = re.fullmatch(r"(\d+)(?:x\d+)?", p)
+        if m:
+            return int(m.group(1))
+        if p == "scalable":
+            return 256
+    return 1 if "symbolic" in parts else 0
+
+
+def read_icon_theme(theme: str, root: Path = ICONS) -> list[tuple[Path, list[str]]]:
+    """One ``(file, captions)`` per distinct picture of a theme (aliases become extra captions).
+
+    For each icon name the largest full-colour file is kept; names whose files are the same picture
+    (symlinks, identical bytes) share one entry.
+    """
+    base = root / theme
+    best: dict[str, tuple[int, Path]] = {}
+    for f in sorted(base.rglob("*")):
+        if f.suffix not in (".svg", ".png") or "@" in str(f.relative_to(base)):
+            continue
+        parts = f.relative_to(base).parts
+        if not any(p in ICON_CATEGORIES for p in parts[:-1]):
+            continue
+        name = f.name[: -len(f.suffix)].removesuffix(".symbolic")
+        key = _icon_size(parts) - (1000 if name.endswith("-symbolic") else 0)
+        cname = name.removesuffix("-symbolic")
+        if cname not in best or key > best[cname][0]:
+            best[cname] = (key, f)
+    by_picture: dict[str, tuple[Path, list[str]]] = {}
+    for cname, (_, f) in sorted(best.items()):
+        cap = icon_caption(cname)
+        words = cap.split()
+        if not cap or not f.exists() or (len(words) > 1 and words[0] == "folder" and words[1] in FOLDER_COLOURS):
+            continue
+        real = f.resolve()
+        pic = hashlib.sha1(real.read_bytes()).hexdigest()
+        entry = by_picture.setdefault(pic, (real, []))
+        if cap not in entry[1]:
+            entry[1].append(cap)
+    # the picture's own file name first, then the shortest aliases (long ones are often app-specific)
+    out = []
+    for real, names in by_picture.values():
+        own = icon_caption(real.name[: -len(real.suffix)].removesuffix(".symbolic").removesuffix("-symbolic"))
+        out.append((real, sorted(names, key=lambda n: (n != own, len(n), n))))
+    return out
+
+
+def icon_records(theme: str, out: Path, templates: tuple[str, ...] = ICON_TEMPLATES) -> list[dict[str, object]]:
+    """Manifest records for every distinct picture of an icon theme, rendered to PNG on white."""
+    records: list[dict[str, object]] = []
+    for f, names in read_icon_theme(theme):
+        png = out / "rendered" / "icons" / theme / (hashlib.sha1(str(f).encode()).hexdigest()[:16] + ".png")
+        ok = render_svg(f, png) if f.suffix == ".svg" else flatten_png(f, png)
+        if not ok:
+            continue
+        captions = [t.format(n) for n in names[:3] for t in templates]
+        records.append({"image": str(png), "caption": captions, "names": names, "source": f"icons:{theme}"})
+    return records
+
+
+def _emoji_name(name: str) -> str:
+    return " ".join(name.lower().replace("_", " ").split())
+
+
+def twemoji_records(out: Path, npm: Path = NPM_DIR) -> list[dict[str, object]]:
+    """Twemoji (training): each emoji with its name and short names from ``emoji-datasource``; no skin-tone variants."""
+    meta = json.loads((npm / "emoji-datasource" / "package" / "emoji.json").read_text(encoding="utf-8"))
+    svgs = npm / "twemoji" / "package"
+    records: list[dict[str, object]] = []
+    for e in sorted(meta, key=lambda e: e["sort_order"]):
+        code = e["unified"].lower()
+        svg = next((p for p in (svgs / f"{code}.svg", svgs / f"{code.replace('-fe0f', '')}.svg") if p.is_file()), None)
+        if svg is None or not e.get("name"):
+            continue
+        name = _emoji_name(e["name"])
+        shorts = [_emoji_name(s) for s in e.get("short_names", []) if _emoji_name(s) != name][:2]
+        png = out / "rendered" / "twemoji" / f"{code}.png"
+        if not render_svg(svg, png):
+            continue
+        captions = [t.format(name) for t in EMOJI_TEMPLATES] + shorts + ([f"{name}, {', '.join(shorts)}"] if shorts else [])
+        records.append({"image": str(png), "caption": captions, "names": [name], "source": "twemoji"})
+    return records
+
+
+def fluent_records(out: Path, npm: Path = NPM_DIR) -> list[dict[str, object]]:
+    """Fluent Emoji (training; Microsoft, MIT), flat and high-contrast styles, named by their file names; no skin-tone variants."""
+    records: list[dict[str, object]] = []
+    for style in FLUENT_STYLES:
+        for svg in sorted((npm / "fluentui-emoji" / "package" / "icons" / style).glob("*.svg")):
+            stem = svg.stem
+            if stem.endswith(SKIN_TONES):
+                continue
+            name = _emoji_name(stem.removesuffix("-default").replace("-", " "))
+            png = out / "rendered" / "fluent" / style / f"{stem}.png"
+            if not name or not render_svg(svg, png):
+                continue
+            records.append({"image": str(png), "caption": [t.format(name) for t in EMOJI_TEMPLATES], "names": [name], "source": f"fluent:{style}"})
+    return records
+
+
+def openmoji_records(out: Path, npm: Path = NPM_DIR) -> list[dict[str, object]]:
+    """OpenMoji (held out whole): each emoji with its annotation (the name) and keywords; no skin-tone variants."""
+    meta = json.loads((npm / "openmoji" / "package" / "data" / "openmoji.json").read_text(encoding="utf-8"))
+    svgs = npm / "openmoji" / "package" / "color" / "svg"
+    records: list[dict[str, object]] = []
+    for e in meta:
+        if e.get("skintone") or not e.get("annotation"):
+            continue
+        svg = svgs / f"{e['hexcode']}.svg"
+        png = out / "rendered" / "openmoji" / f"{e['hexcode']}.png"
+        if not svg.is_file() or not render_svg(svg, png):
+            continue
+        tags = [t.strip().lower() for t in f"{e.get('tags', '')},{e.get('openmoji_tags', '')}".split(",") if t.strip()]
+        records.append({"image": str(png), "caption": [_emoji_name(e["annotation"])], "keywords": sorted(set(tags)), "source": "openmoji"})
+    return records
+
+
+def prepare(out: Path, fmnist_per_class: int, *, extra_sources: bool = True) -> dict[str, object]:
+    """Write the training manifests (and, with ``extra_sources``, the held-out style manifests) under ``out``; return counts.
+
+    Training: ``clipart-train.jsonl``, ``fmnist-train.jsonl``, and with ``extra_sources``
+    ``twemoji-train.jsonl`` and ``icons-train.jsonl``. Held out (never in a training manifest):
+    ``heldout-openmoji.jsonl`` and ``heldout-breeze.jsonl``.
+    """
     items = read_openclipart()
     heldout = read_heldout()
     clip, stats = clipart_training_records(items, heldout, out)
     write_jsonl(clip, out / "clipart-train.jsonl")
     fm = fmnist_training_records(out, fmnist_per_class)
     write_jsonl(fm, out / "fmnist-train.jsonl")
-    summary = {"openclipart_items": len(items), "heldout": len(heldout), "clipart_train": len(clip), "clipart_caption_kinds": stats, "fmnist_train": len(fm)}
+    summary: dict[str, object] = {
+        "openclipart_items": len(items), "heldout": len(heldout), "clipart_train": len(clip), "clipart_caption_kinds": stats, "fmnist_train": len(fm)
+    }
+    if extra_sources:
+        tw = twemoji_records(out)
+        write_jsonl(tw, out / "twemoji-train.jsonl")
+        fl = fluent_records(out)
+        write_jsonl(fl, out / "fluent-train.jsonl")
+        icons = [r for theme in ICON_TRAIN_THEMES for r in icon_records(theme, out)]
+        write_jsonl(icons, out / "icons-train.jsonl")
+        om = openmoji_records(out)
+        write_jsonl(om, out / "heldout-openmoji.jsonl")
+        breeze = icon_records(ICON_HELDOUT_THEME, out, templates=("{}",))
+        write_jsonl(breeze, out / "heldout-breeze.jsonl")
+        summary.update(
+            twemoji_train=len(tw),
+            fluent_train=len(fl),
+            icons_train={t: sum(1 for r in icons if r["source"] == f"icons:{t}") for t in ICON_TRAIN_THEMES},
+            heldout_openmoji=len(om),
+            heldout_breeze=len(breeze),
+        )
     logger.info("prepared %s", summary)
     return summary
 
@@ -298,15 +550,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=REPO / ".cache" / "lit-data", help="where manifests and Fashion-MNIST PNGs go")
     ap.add_argument("--fmnist-per-class", type=int, default=300)
+    ap.add_argument("--no-extra-sources", action="store_true", help="openclipart and Fashion-MNIST only (the v1 head's data)")
     ap.add_argument("--write-heldout", action="store_true", help="recreate the committed held-out list (changes the benchmark!)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args.out = args.out.resolve()  # manifests hold absolute image paths
     if args.write_heldout:
         held = make_split(read_openclipart())
         write_heldout(held)
         logger.info("wrote %d held-out items to %s", len(held), HELDOUT_FILE)
         return
-    print(json.dumps(prepare(args.out, args.fmnist_per_class), indent=2))
+    print(json.dumps(prepare(args.out, args.fmnist_per_class, extra_sources=not args.no_extra_sources), indent=2))
 
 
 if __name__ == "__main__":

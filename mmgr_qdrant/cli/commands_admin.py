@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .._version import __version__
+from ..encoders.base import index_encoder_name
 from ..errors import MMGRError
 from . import render
 from .connect import ApiKeyOpt, CollectionOpt, PathOpt, UrlOpt, conn, open_index
@@ -206,12 +207,14 @@ def doctor(
         if c.collection in names:
             with open_index(c) as r:
                 s = r.stats(probe=False)
-            configured = s.encoder
+                fingerprint = r.config.encoder_fingerprint
+            configured = index_encoder_name(s.encoder, fingerprint)
+            uses = f" (weights of {configured})" if configured != s.encoder else ""
             checks.append(
                 (
                     f"collection {c.collection!r}",
                     _OK,
-                    f"{s.counts.get('total', 0):,} documents, encoder {s.encoder}, "
+                    f"{s.counts.get('total', 0):,} documents, encoder {s.encoder}{uses}, "
                     + (f"built (generation {s.generation})" if s.built else "not built"),
                 )
             )
@@ -263,10 +266,12 @@ def _encoder_check(name: str) -> tuple[str, Text, str]:
             vec = enc.encode_texts(["a photo of a cat"])
     except MMGRError as exc:
         return (f"encoder {name}", _FAIL, str(exc))
+    head = getattr(enc, "head_path", None)
+    about_head = f"; head {enc.name} = {Path(head).name}, {getattr(enc, 'resolution', '?')} px, {getattr(enc, 'fingerprint', '')}" if head else ""
     return (
         f"encoder {name}",
         _OK,
-        f"loads offline and encodes ({enc.dim}-d, {time.perf_counter() - t0:.1f} s, norm {float((vec**2).sum()) ** 0.5:.2f})",
+        f"loads offline and encodes ({enc.dim}-d, {time.perf_counter() - t0:.1f} s, norm {float((vec**2).sum()) ** 0.5:.2f}){about_head}",
     )
 
 
@@ -296,7 +301,7 @@ def train_encoder(
 
     Example: mmgr train-encoder photos/ --epochs 40 -o my_head.safetensors
     """
-    from ..training import train_encoder as train
+    from ..encoders.lit_training import train_encoder as train
 
     with render.ProgressBars() as bars:
         report = train(

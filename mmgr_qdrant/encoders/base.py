@@ -56,6 +56,38 @@ def register_encoder(prefix: str) -> Callable[[EncoderFactory], EncoderFactory]:
     return deco
 
 
+IndexResolver = Callable[[str, "str | None"], str]
+_INDEX_RESOLVERS: dict[str, IndexResolver] = {}
+
+
+def register_index_resolver(prefix: str, resolver: IndexResolver) -> None:
+    """Register how a saved ``prefix:spec`` name plus its saved weights fingerprint maps to the spec to load.
+
+    Lets a name such as ``lit:default``, whose weights change between releases, reopen an old index
+    with the weights that built it.
+    """
+    _INDEX_RESOLVERS[prefix] = resolver
+
+
+def index_encoder_name(name: str, fingerprint: str | None) -> str:
+    """The encoder name to load for an index saved with ``name`` and weights ``fingerprint``.
+
+    Args:
+        name: the encoder name the index saved (``IndexConfig.encoder``).
+        fingerprint: the weights digest it saved (``IndexConfig.encoder_fingerprint``), or ``None``.
+
+    Returns:
+        ``name`` itself, or the name of the weights that built the index (``lit:default`` saved with
+        the first shipped head's fingerprint -> ``lit:v1``).
+    """
+    _load_builtin()
+    prefix, sep, spec = name.partition(":")
+    resolver = _INDEX_RESOLVERS.get(prefix) if sep else None
+    if resolver is None:
+        return name
+    return f"{prefix}:{resolver(spec, fingerprint)}"
+
+
 def available_encoders() -> list[str]:
     """The registered name prefixes."""
     _load_builtin()

