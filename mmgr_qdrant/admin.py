@@ -22,6 +22,7 @@ from ._version import __version__
 from .config import FORMAT_VERSION, IndexConfig
 from .errors import ArtifactError, InputError
 from .filters import Filter, Match, Range
+from .learning import load_pairs
 from .progress import ProgressCallback, null_progress
 from .types import F_MODALITY, RESERVED_KEY
 
@@ -47,7 +48,9 @@ class IndexStats:
         staleness: ``added_since_build`` and ``deleted_since_build`` (documents added or removed
             since the decoder was trained), ``bucket_growth`` (largest and mean leaf bucket now
             over at training time), ``recall_probe`` (share of up to 50 recently added documents
-            that hybrid search finds in its top 10 by their own embedding; ``None`` when none).
+            that hybrid search finds in its top 10 by their own embedding; ``None`` when none),
+            ``learned_pairs`` (query pairs stored by ``learn``/``feedback``) and
+            ``learned_since_training`` (those stored after the decoder was last trained).
         sizes: bytes of the saved artifacts.
     """
 
@@ -77,9 +80,11 @@ def index_stats(r: MultimodalRetriever, *, probe: bool = True) -> IndexStats:
     backend = type(store).__name__.replace("Store", "").lower()
     sizes = {name: len(store.get_blob(name) or b"") for name in store.list_blobs()}
     gen = r._gen
+    pairs = load_pairs(store, r.config.dim)
     if gen is None:
         return IndexStats(r.config.collection, r.config.encoder, r.config.dim, backend, counts, False, None,
-                          r.config.docid_scheme, sizes={"artifact_bytes": sum(sizes.values())})
+                          r.config.docid_scheme, staleness={"learned_pairs": len(pairs), "learned_since_training": len(pairs)},
+                          sizes={"artifact_bytes": sum(sizes.values())})
     codes = gen.trie.codes
     stats = docid_stats(codes, list(gen.scheme.codebook_sizes())).as_dict() if len(codes) else {}
     trained_at = float(gen.info.get("trained_at", gen.info.get("built_at", 0.0)))
@@ -93,7 +98,7 @@ def index_stats(r: MultimodalRetriever, *, probe: bool = True) -> IndexStats:
         growth = {k: round(leaf_now[k] / leaf_then[k], 4) if leaf_then[k] else None for k in leaf_now}
     recall = _recall_probe(r, recent) if probe and added else None
     staleness = {"added_since_build": added, "deleted_since_build": deleted, "bucket_growth": growth, "recall_probe": recall,
-                 "trained_at": trained_at}
+                 "trained_at": trained_at, "learned_pairs": len(pairs), "learned_since_training": pairs.since(trained_at)}
     return IndexStats(r.config.collection, r.config.encoder, r.config.dim, backend, counts, True, gen.generation,
                       r.config.docid_scheme, stats, staleness, {"artifact_bytes": sum(sizes.values())})
 

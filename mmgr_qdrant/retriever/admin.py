@@ -6,7 +6,7 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..config import IndexConfig
 from ..encoders.base import Encoder
@@ -38,6 +38,11 @@ class AdminMixin:
 
         def close(self) -> None: ...
 
+        @property
+        def encoder(self) -> Encoder: ...
+
+        def retrain(self, *, seed: int = 0, epochs: int | None = None, time_budget_s: float | None = None) -> Any: ...
+
     # -- cross-modal links ------------------------------------------------------------------------
     def link(self, a: PointId, b: PointId) -> None:
         """Link two documents (an image and its caption, say), stored both ways in their payloads.
@@ -66,6 +71,67 @@ class AdminMixin:
                     if str(y) not in links[x]:
                         links[x].append(str(y))
             self.store.set_payload(wanted, RESERVED_KEY, [{"links": links[i]} for i in wanted])
+
+    # -- query supervision (logic in mmgr_qdrant/learning.py) ------------------------------------
+    def learn(
+        self,
+        queries: Sequence[Any],
+        relevant: Sequence[Sequence[PointId]],
+        *,
+        grades: Sequence[Sequence[float]] | None = None,
+        kind: Literal["text", "image", "vector"] | None = None,
+        train_s: float | None = None,
+    ) -> int:
+        """Store query -> relevant-document pairs with the index; the next build or retrain learns them.
+
+        Args:
+            queries: texts, images (path, PIL image, bytes, array) or query vectors.
+            relevant: per query, the ids of the documents that answer it.
+            grades: per query, a positive weight per relevant id (default 1.0).
+            kind: how to read every query (``"text"``, ``"image"``, ``"vector"``); by default a
+                string is text, a 1-D float array of the index's width a vector, anything else an image.
+            train_s: retrain the decoder now, for at most this many seconds (needs a build).
+
+        Returns:
+            The number of pairs stored.
+
+        Raises:
+            InputError: mismatched lengths, an empty query, an empty id list, a bad grade.
+            NotFoundError: an id is not in the collection (nothing is stored then).
+            NotBuiltError: ``train_s`` was given and the index was never built.
+        """
+        from ..learning import learn
+
+        with self._lock:
+            n = learn(self.store, self.encoder, self.config.dim, queries, relevant, grades=grades, kind=kind)
+        if train_s is not None:
+            self.retrain(time_budget_s=train_s)
+        return n
+
+    def feedback(
+        self, query: str | None = None, id: PointId | None = None, *, image: Any = None, vector: Any = None, relevant: bool = True
+    ) -> None:
+        """Record a click or a thumbs-up (``relevant=True``) or a thumbs-down for one query and document.
+
+        A positive judgement stores one learned pair; a negative one removes the pairs learned for
+        the same query (cosine >= 0.98) and this document.
+
+        Raises:
+            InputError: not exactly one of ``query``, ``image``, ``vector``, or no ``id``.
+            NotFoundError: ``id`` is not in the collection (for instance deleted since the search).
+        """
+        from ..learning import encode_queries, feedback
+
+        given = [x for x in (query, image, vector) if x is not None]
+        if len(given) != 1:
+            raise InputError("Give exactly one of query (text), image= or vector= to feedback().")
+        if id is None:
+            raise InputError("feedback() needs the id of the document the judgement is about.")
+        kind: Literal["text", "image", "vector"] = "text" if query is not None else "image" if image is not None else "vector"
+        with self._lock:
+            pid = normalize_id(id)
+            vec = encode_queries(self.encoder, [given[0]], kind, self.config.dim)[0]
+            feedback(self.store, vec, pid, relevant=relevant)
 
     def related(self, id: PointId, *, modality: str | None = None, k: int = 10) -> list[Hit]:
         """Documents related to ``id``: its linked documents first, then its nearest neighbours.

@@ -12,6 +12,7 @@ from ..artifacts import BuildArtifacts, next_generation, save_build
 from ..config import IndexConfig
 from ..errors import NotBuiltError
 from ..generative import GenerativeIndex, docid_fields, docid_of
+from ..learning import training_plan
 from ..progress import ProgressCallback, null_progress
 from ..store import Store
 from ..types import MODALITY_CODES, RESERVED_KEY, BuildReport, PointId
@@ -86,6 +87,7 @@ class BuildMixin:
     def _build(self, *, refit: bool, seed: int, epochs: int | None, time_budget_s: float | None, progress: ProgressCallback | None) -> BuildReport:
         from ..decoder import DocidTrie, save_checkpoint, train_decoder
         from ..docids import add_tiebreak, docid_stats, get_scheme
+        from ..routing import fit_temperature
 
         report = progress or null_progress
         t0 = time.perf_counter()
@@ -107,22 +109,28 @@ class BuildMixin:
                 docids = np.asarray([docid_of({RESERVED_KEY: m}, generation) for m in metas], dtype=np.int64)
             stats = docid_stats(docids, scheme.codebook_sizes())
             t2 = time.perf_counter()
-            queries, targets, doc_index = _training_pairs(ids, vecs, docids, metas)
-            vocab = list(scheme.codebook_sizes()) + [max(64, 2 * (int(docids[:, -1].max()) + 1))]  # room for later tie-breaks
             params = dict(self.config.decoder_params)
+            plan = training_plan(  # indexing + link pairs + learned query pairs (mmgr_qdrant/learning.py)
+                self.store, ids, vecs, docids, _training_pairs(ids, vecs, docids, metas), seed=seed,
+                **{k: params.pop(k) for k in ("query_weight", "calibration_fraction") if k in params},
+            )
+            vocab = list(scheme.codebook_sizes()) + [max(64, 2 * (int(docids[:, -1].max()) + 1))]  # room for later tie-breaks
             params.update({k: v for k, v in (("epochs", epochs), ("time_budget_s", time_budget_s)) if v is not None})
             # Without a budget from the call or decoder_params, training stops after 4 minutes (best
             # epoch kept), so a build of 100k vectors stays in minutes on a 2-core CPU.
             params.setdefault("time_budget_s", 240.0)
             decoder, train = train_decoder(
-                queries, targets, doc_vectors=vecs, doc_index=doc_index, vocab_sizes=vocab, seed=seed, progress=report, **params
+                plan.queries, plan.targets, doc_vectors=vecs, doc_index=plan.doc_index, vocab_sizes=vocab, seed=seed, progress=report,
+                weights=plan.weights, mix=plan.mix, doc_buckets=plan.buckets, **params,
             )
             t3 = time.perf_counter()
             if refit or old is None:
                 self._write_docids(ids, docids, metas, generation, report)
             trie = DocidTrie(docids)
-            info = {"n_docs": n, "n_pairs": len(queries), "trained_at": time.time(), "docid_stats": stats.as_dict(),
-                    "train": train.to_dict(), "scheme": self.config.docid_scheme}
+            info = {"n_docs": n, "n_pairs": len(plan.queries), "trained_at": time.time(), "docid_stats": stats.as_dict(),
+                    "train": train.to_dict(), "scheme": self.config.docid_scheme, "learned_pairs": plan.n_learned,
+                    "routing": fit_temperature(GenerativeIndex(scheme, decoder, trie, generation, {}, {}), plan.cal_queries,
+                                               plan.cal_docids, self.config.hybrid)}
             scheme_params, scheme_arrays = scheme.state()
             save_build(self.store, BuildArtifacts(scheme_params, scheme_arrays, trie.to_arrays(), save_checkpoint(decoder), info, generation))
             self.store.flush()

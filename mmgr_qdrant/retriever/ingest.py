@@ -15,6 +15,7 @@ from ..errors import InputError, MMGRError, NotFoundError
 from ..generative import GenerativeIndex, docid_fields, docid_of
 from ..ids import content_id, image_digest, text_digest, vector_digest
 from ..images import describe, image_uri, load_image
+from ..learning import prune
 from ..progress import ProgressCallback, null_progress
 from ..store import Store
 from ..store.base import Record, check_vectors, normalize_id
@@ -292,6 +293,7 @@ class IngestMixin:
                 raise NotFoundError(f"Ids {missing[:5]} are not in collection {self.config.collection!r}; nothing was deleted.")
             self.store.delete(wanted)
             self._unlink_deleted(records)
+            prune(self.store, self.config.dim, wanted)  # learned pairs of deleted documents go with them
             gen = self._gen
             if gen is not None:
                 docids = [docid_of(r.payload, gen.generation) for r in records.values()]

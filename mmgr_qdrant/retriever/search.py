@@ -301,16 +301,17 @@ class SearchMixin:
 
         ``score = cosine + fusion_weight * p(prefix)``, where ``p`` is the decoder's probability of
         the hit's prefix renormalized over the kept prefixes (see docs/architecture.md, "Score
-        fusion"). The prefixes kept are the most likely ones whose documents fit in
-        ``max_fraction`` of the corpus (``GenerativeIndex.admit``).
+        fusion"). The prefixes kept follow the router's calibrated probability mass between a floor
+        and the ``max_fraction`` ceiling (``mmgr_qdrant.routing``).
         """
+        from ..routing import admit_batch
+
         hc = self.config.hybrid
-        depth = min(1 + hc.depth, gen.n_levels)
-        beams = gen.route(vecs, beam_size=hc.beam_size, depth=depth, modality=_modality_code(modality), temperature=hc.prior_temperature)
-        budget = max(hc.max_fraction * len(gen.trie), hc.min_candidates)  # documents the filter may admit (see HybridConfig)
+        # the calibrated mass rule (HybridConfig.admission="mass") or the fixed budget ("fixed"): mmgr_qdrant/routing.py
+        depth, admissions = admit_batch(gen, vecs, hc, k=k, modality=_modality_code(modality))
         filters, probs, admitted = [], [], []
         for i in range(len(vecs)):
-            pairs, n_admitted = gen.admit(beams.query(i), budget=budget, min_docs=k)
+            pairs, n_admitted = admissions[i].pairs, admissions[i].n_admitted
             lp = np.asarray([s for _, s in pairs], dtype=np.float64)
             p = np.exp(lp - lp.max()) if len(lp) else lp
             p = p / p.sum() if len(p) else p
@@ -326,7 +327,7 @@ class SearchMixin:
                 p = probs[i].get(tuple(docid[:depth]), 0.0)
                 score = r.score + hc.fusion_weight * p
                 info = {"mode": "hybrid", "vector_score": r.score, "prefix": docid[:depth], "prefix_prob": p,
-                        "beam": [list(pre) for pre in probs[i]], "admitted": admitted[i]} if explain else None
+                        "beam": [list(pre) for pre in probs[i]], **admissions[i].explain()} if explain else None
                 hits.append(_hit(r, score, info, gen.generation))
             if len(hits) < k:  # too few documents behind the prefixes: fill up from dense search
                 seen = {h.id for h in hits}
