@@ -10,7 +10,7 @@ decoder did not train on) by minimizing the negative log-likelihood of the true 
 are then admitted, most probable first:
 
     keep prefix i while  (admitted docs < floor  or  kept mass < mass_target)
-    stop before prefix i if admitted docs >= k and admitted docs + docs(i) > ceiling
+    stop before prefix i if admitted docs >= floor and admitted docs + docs(i) > ceiling
 
 where ``floor = max(min_fraction * N, min_candidates, k)`` and ``ceiling = max(max_fraction * N,
 floor)``. A sure query (one prefix holds most of the mass) scans little; an unsure one (a flat
@@ -111,7 +111,7 @@ def admit_by_mass(
         if not (need_floor or need_mass):
             reason = "floor" if for_floor else "mass"
             break
-        if total >= k and total + c > ceiling:
+        if not need_floor and total + c > ceiling:
             reason = "ceiling"
             break
         kept.append(pair)

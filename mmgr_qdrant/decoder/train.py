@@ -329,6 +329,9 @@ def _train(
 
     n_val = min(round(m * val_fraction), max_val, m - 1) if val_fraction > 0 else 0
     perm = rng.permutation(m)
+    if mix is not None:  # learned query pairs are all trained on: the held-out slice comes from the others
+        perm = np.concatenate([perm[~mix[perm]], perm[mix[perm]]])
+        n_val = min(n_val, int((~mix).sum()) - 1) if (~mix).sum() > 1 else 0
     val_idx, train_idx = np.sort(perm[:n_val]), perm[n_val:]
     n_train = len(train_idx)
 
