@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -181,3 +182,43 @@ def test_build_without_pairs_and_fixed_rule(filled: tuple[MultimodalRetriever, l
     r.config = r.config.with_(hybrid=replace(r.config.hybrid, admission="fixed", min_candidates=0))
     fixed = r.search(vector=q, k=5, explain=True)
     assert fixed[0].id == ids[17] and fixed[0].explain is not None and fixed[0].explain["admitted"] >= 5
+
+
+def test_cli_learn_skips_and_reports_bad_lines_and_feedback(tmp_path: Path, tiny_encoder: Any) -> None:
+    from typer.testing import CliRunner
+
+    from mmgr_qdrant.cli import app
+
+    store = tmp_path / "store"
+    with MultimodalRetriever.create("cli", path=store, encoder="open_clip:mmgr-tiny/none") as r:
+        ids = list(r.add_texts([f"document {i}" for i in range(10)]))
+    img = tmp_path / "q.png"
+    from PIL import Image
+
+    Image.fromarray(np.full((32, 32, 3), 200, np.uint8)).save(img)
+    lines = [
+        json.dumps({"query": "red shoes", "ids": [ids[0], ids[1]]}),
+        "{not json",
+        json.dumps({"query": "", "ids": [ids[0]]}),
+        json.dumps({"query": "no ids"}),
+        json.dumps({"query": "unknown", "ids": ["00000000-0000-0000-0000-000000000001"]}),
+        json.dumps({"image": "q.png", "ids": [ids[2]], "grades": [2]}),
+        json.dumps({"image": "missing.png", "ids": [ids[2]]}),
+        "",
+        json.dumps({"query": "bags", "ids": [ids[3]]}),
+    ]
+    (tmp_path / "pairs.jsonl").write_text("\n".join(lines) + "\n")
+    env = {"MMGR_PATH": None, "MMGR_COLLECTION": None, "QDRANT_URL": None, "COLUMNS": "200"}
+    conn = ["--path", str(store), "--collection", "cli"]
+    res = CliRunner().invoke(app, ["learn", str(tmp_path / "pairs.jsonl"), *conn], prog_name="mmgr", env=env)
+    assert res.exit_code == 0, res.output
+    assert "Learned 4 pairs" in res.output
+    for n in (2, 3, 4, 5, 7):
+        assert f"skipped line {n}:" in res.output
+    res = CliRunner().invoke(app, ["feedback", str(ids[4]), "--query", "hats", *conn], prog_name="mmgr", env=env)
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, ["feedback", "00000000-0000-0000-0000-000000000001", "--query", "hats", *conn], prog_name="mmgr", env=env)
+    assert res.exit_code == 1 and "not in collection" in res.output
+    with MultimodalRetriever.open("cli", path=store) as r:
+        pairs = load_pairs(r.store, r.config.dim)
+        assert pairs.targets == (ids[0], ids[1], ids[3], ids[2], ids[4]) and pairs.weights.tolist() == [1, 1, 1, 2, 1]

@@ -15,7 +15,7 @@ from typer.core import TyperGroup
 
 from .._version import __version__
 from ..errors import MMGRError
-from . import commands_admin, commands_index, commands_search, render
+from . import commands_admin, commands_index, commands_learning, commands_search, render
 from .render import console
 
 
@@ -107,6 +107,7 @@ def _dist_version(name: str) -> str:
 commands_index.register(app)
 commands_search.register(app)
 commands_admin.register(app)
+commands_learning.register(app)
 
 
 def main() -> None:
