@@ -10,10 +10,11 @@ decoder did not train on) by minimizing the negative log-likelihood of the true 
 are then admitted, most probable first:
 
     keep prefix i while  (admitted docs < floor  or  kept mass < mass_target)
-    stop before prefix i if admitted docs >= floor and admitted docs + docs(i) > ceiling
+    stop before prefix i if admitted docs >= k and admitted docs + docs(i) > ceiling
 
 where ``floor = max(min_fraction * N, min_candidates, k)`` and ``ceiling = max(max_fraction * N,
-floor)``. A sure query (one prefix holds most of the mass) scans little; an unsure one (a flat
+floor)``; whole prefixes never take the documents past the ceiling once ``k`` are admitted (so a
+floor equal to the ceiling, a small collection's ``min_candidates``, ends a little under it). A sure query (one prefix holds most of the mass) scans little; an unsure one (a flat
 distribution: a query far from anything learned) scans more, up to the ceiling. The rule is
 monotone: for the same prefix order, a flatter distribution (one whose top-j mass is never larger)
 never admits fewer documents, because the mass stop comes later and the floor and ceiling do not
@@ -111,7 +112,7 @@ def admit_by_mass(
         if not (need_floor or need_mass):
             reason = "floor" if for_floor else "mass"
             break
-        if not need_floor and total + c > ceiling:
+        if total >= k and total + c > ceiling:
             reason = "ceiling"
             break
         kept.append(pair)

@@ -53,9 +53,13 @@ def test_floor_and_ceiling() -> None:
     capped = admit_by_mass(flat, counts, n_docs=N, k=10, hybrid=HybridConfig(mass_target=0.99, max_fraction=0.1, min_candidates=0), temperature=1.0)
     assert capped.reason == "ceiling" and capped.n_admitted == 900 <= 0.1 * N
     sure = _pairs(np.asarray([0.0] + [-30.0] * 39))
-    floored = admit_by_mass(sure, counts, n_docs=N, k=10, hybrid=HybridConfig(min_fraction=0.05, min_candidates=0), temperature=1.0)
+    floor = HybridConfig(min_fraction=0.05, max_fraction=0.1, min_candidates=0)
+    floored = admit_by_mass(sure, counts, n_docs=N, k=10, hybrid=floor, temperature=1.0)
     assert floored.reason == "floor" and floored.n_admitted == 600  # 0.05 * N = 500 documents: two prefixes
-    # the floor (at least k documents) is always admitted, even past the ceiling
+    # a floor at the ceiling stops under it (whole prefixes), as a small collection's min_candidates does
+    at = admit_by_mass(sure, counts, n_docs=N, k=10, hybrid=HybridConfig(max_fraction=0.05, min_candidates=500), temperature=1.0)
+    assert at.reason == "ceiling" and at.n_admitted == 300
+    # k documents are always admitted, even past the ceiling
     big = admit_by_mass(sure, [5] + counts[1:], n_docs=N, k=10, hybrid=HybridConfig(max_fraction=0.0001, min_candidates=0), temperature=1.0)
     assert big.n_admitted >= 10
 
