@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
+
 from ..config import IndexConfig
 from ..encoders.base import Encoder
 from ..errors import CollectionNotFoundError, ConfigError, InputError, NotFoundError
@@ -109,7 +111,8 @@ class AdminMixin:
         return n
 
     def feedback(
-        self, query: str | None = None, id: PointId | None = None, *, image: Any = None, vector: Any = None, relevant: bool = True
+        self, query: str | None = None, id: PointId | None = None, *, image: Any = None, vector: np.ndarray | None = None,
+        relevant: bool = True,
     ) -> None:
         """Record a click or a thumbs-up (``relevant=True``) or a thumbs-down for one query and document.
 
