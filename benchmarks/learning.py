@@ -256,8 +256,9 @@ def main() -> None:
     rows: list[tuple[str, Any]] = []
     figures: dict[str, Any] = {"encoder": enc.name, "train_s": args.train_s}
     for qs in sets:
+        start = len(rows)
         run_set(qs, enc, args.train_s, rows, figures)
-        print(f"[{qs.name} done: {figures[qs.name]['seconds']} s]", flush=True)
+        print(f"[{qs.name} done: {figures[qs.name]['seconds']} s]", *(f"  {a}: {b}" for a, b in rows[start:]), sep="\n", flush=True)
     report("learning from queries (held-out phrasings)", rows, figures, args.json)
 
 
