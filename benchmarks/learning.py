@@ -140,7 +140,9 @@ def scores(qs: QuerySet, ranked: list[list[int]]) -> tuple[float, float]:
     return float(np.mean(p10)), float(np.mean(r100))
 
 
-def run_set(qs: QuerySet, enc: Any, train_s: float, log: list[tuple[str, Any]], figures: dict[str, Any]) -> None:
+def run_set(
+    qs: QuerySet, enc: Any, train_s: float, log: list[tuple[str, Any]], figures: dict[str, Any], after_priors: tuple[float, ...] = ()
+) -> None:
     from mmgr_qdrant import MultimodalRetriever
     from mmgr_qdrant.types import MODALITY_CODES
 
@@ -219,6 +221,11 @@ def run_set(qs: QuerySet, enc: Any, train_s: float, log: list[tuple[str, Any]], 
             results["hybrid_after"] = (*scores(qs, hyb_a), frac_a)
             gen_a, _ = run_mode("generative")
             results["generative_after"] = (*scores(qs, gen_a), float("nan"))
+            for t in after_priors:  # the centroid prior flattened, so the learned decoder weighs more in routing
+                r.config = mass_cfg.with_(hybrid=replace(mass_cfg.hybrid, prior_temperature=t))
+                hyb_t, frac_t = run_mode("hybrid")
+                results[f"hybrid_after_prior{t:g}"] = (*scores(qs, hyb_t), frac_t)
+            r.config = mass_cfg
             sims = qs.test @ qs.train.T  # (t, q)
             mem, rec = [], []
             for i in range(len(qs.test)):
@@ -246,6 +253,7 @@ def main() -> None:
     p.add_argument("--train-s", type=float, default=90.0, help="decoder training budget of each build/retrain (seconds)")
     p.add_argument("--image-queries", type=int, default=300)
     p.add_argument("--sets", default="fmnist-text,fmnist-image,clipart")
+    p.add_argument("--after-prior", default="", help="also hybrid after learning with these prior temperatures (comma-separated)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     enc = load_encoder("lit:default")
@@ -257,7 +265,7 @@ def main() -> None:
     figures: dict[str, Any] = {"encoder": enc.name, "train_s": args.train_s}
     for qs in sets:
         start = len(rows)
-        run_set(qs, enc, args.train_s, rows, figures)
+        run_set(qs, enc, args.train_s, rows, figures, tuple(float(t) for t in args.after_prior.split(",") if t))
         print(f"[{qs.name} done: {figures[qs.name]['seconds']} s]", *(f"  {a}: {b}" for a, b in rows[start:]), sep="\n", flush=True)
     report("learning from queries (held-out phrasings)", rows, figures, args.json)
 
