@@ -96,6 +96,12 @@ def main() -> None:
         console.print(table(f"image -> image: {probe.name}", r.search(image=probe, k=5, modality="image"), DATA))
         expr = Q.text("a flag") & Q.modality("image") & ~Q.where({"keywords": "europe"})
         console.print(table(f"boolean: {expr}", r.search(expr, k=5), DATA))
+        # Teach the router from judged queries (clicks): stored with the index, learned by retrain().
+        taught = [i for i, x in zip(ids, rows) if "flag" in x["keywords"]][:8]
+        if taught:
+            r.learn(["the banner of a country"], [taught])
+            r.retrain(epochs=args.epochs)
+            console.print(table("after learn(): 'the banner of a country'", r.search("the banner of a country", k=5, modality="image"), DATA))
         console.print(f"\nExplore it: [bold]mmgr search \"a flag\" --collection {args.collection} --path {args.path}[/]")
     assert len(ids) == len(images)
 

@@ -23,9 +23,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._version import __version__
+from .artifacts import LOG_PREFIX
 from .config import CONFIG_BLOB, FORMAT_VERSION, IndexConfig
 from .errors import ArtifactError, ConfigError, InputError, MMGRError
 from .filters import Filter, Match, Range
+from .fusion import FUSION_BLOB
+from .learning import PAIRS_BLOB, load_pairs
 from .progress import ProgressCallback, null_progress
 from .store.base import Store
 from .types import F_MODALITY, MODALITY_CODES, RESERVED_KEY, normalize_id
@@ -56,7 +59,9 @@ class IndexStats:
         staleness: ``added_since_build`` and ``deleted_since_build`` (documents added or removed
             since the decoder was trained), ``bucket_growth`` (largest and mean leaf bucket now
             over at training time), ``recall_probe`` (share of up to 50 recently added documents
-            that hybrid search finds in its top 10 by their own embedding; ``None`` when none).
+            that hybrid search finds in its top 10 by their own embedding; ``None`` when none),
+            ``learned_pairs`` (query pairs stored by ``learn``/``feedback``) and
+            ``learned_since_training`` (those stored after the decoder was last trained).
         sizes: bytes of the saved artifacts.
     """
 
@@ -83,9 +88,11 @@ def index_stats(store: Store, config: IndexConfig, gen: GenerativeIndex | None, 
     counts["total"] = store.count()
     backend = type(store).__name__.replace("Store", "").lower()
     sizes = {name: len(store.get_blob(name) or b"") for name in store.list_blobs()}
+    pairs = load_pairs(store, config.dim)
     if gen is None:
         return IndexStats(config.collection, config.encoder, config.dim, backend, counts, False, None,
-                          config.docid_scheme, sizes={"artifact_bytes": sum(sizes.values())})
+                          config.docid_scheme, staleness={"learned_pairs": len(pairs), "learned_since_training": len(pairs)},
+                          sizes={"artifact_bytes": sum(sizes.values())})
     codes = gen.trie.codes
     stats = docid_stats(codes, list(gen.scheme.codebook_sizes())).as_dict() if len(codes) else {}
     trained_at = float(gen.info.get("trained_at", gen.info.get("built_at", 0.0)))
@@ -99,7 +106,7 @@ def index_stats(store: Store, config: IndexConfig, gen: GenerativeIndex | None, 
         growth = {k: round(leaf_now[k] / leaf_then[k], 4) if leaf_then[k] else None for k in leaf_now}
     recall = _recall_probe(store, recent, probe) if probe is not None and added else None
     staleness = {"added_since_build": added, "deleted_since_build": deleted, "bucket_growth": growth, "recall_probe": recall,
-                 "trained_at": trained_at}
+                 "trained_at": trained_at, "learned_pairs": len(pairs), "learned_since_training": pairs.since(trained_at)}
     return IndexStats(config.collection, config.encoder, config.dim, backend, counts, True, gen.generation,
                       config.docid_scheme, stats, staleness, {"artifact_bytes": sum(sizes.values())})
 
@@ -148,7 +155,12 @@ def export_index(store: Store, config: IndexConfig, file: str | Path, progress: 
 
 # Blobs an export may carry: the build manifest and the build bundles (``config.json`` travels
 # as the archive's own ``config.json``). A name outside these is refused before anything is written.
-KNOWN_BLOBS: tuple[str, ...] = (r"build\.json", r"build-\d+(?:-\d+)?(?:-[0-9a-f]+)?\.zip")
+KNOWN_BLOBS: tuple[str, ...] = (
+    r"build\.json", r"build-\d+(?:-\d+)?(?:-[0-9a-f]+)?\.zip",  # the build manifest and bundles (artifacts.py)
+    re.escape(LOG_PREFIX) + r"\d+-\d+-\d+\.npz",  # adds and deletes since the build (the docid log)
+    re.escape(PAIRS_BLOB),  # learned query pairs (learning.py)
+    re.escape(FUSION_BLOB),  # the trained composed-query fusion module (fusion.py)
+)
 _SAFE_BLOB = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*")
 _PAGE = re.compile(r"points/(\d{6})\.(npy|jsonl)")
 

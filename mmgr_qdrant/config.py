@@ -37,6 +37,13 @@ class HybridConfig:
         min_candidates: the budget never goes below this many documents: exact ranking of a few
             hundred documents is cheap, so a small collection gets dense-quality results instead of
             a filter that cuts it to a few clusters.
+        admission: ``"mass"`` (default): prefixes are admitted, most probable first, until their
+            calibrated probability mass reaches ``mass_target``, between the floor
+            (``min_fraction``, ``min_candidates``) and the ceiling (``max_fraction``); see
+            ``mmgr_qdrant/routing.py``. ``"fixed"``: the earlier rule, the most likely prefixes
+            while their documents fit in ``max_fraction`` (for comparison).
+        mass_target: calibrated probability mass the admitted prefixes must reach (``"mass"`` rule).
+        min_fraction: the floor of the ``"mass"`` rule, as a share of the corpus.
     """
 
     beam_size: int = 64
@@ -45,6 +52,19 @@ class HybridConfig:
     max_fraction: float = 0.05
     prior_temperature: float = 0.005
     min_candidates: int = 256
+    admission: str = "mass"
+    mass_target: float = 0.9
+    min_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.admission not in ("mass", "fixed"):
+            raise ConfigError(f"HybridConfig.admission is {self.admission!r}; use 'mass' or 'fixed'.")
+        if not 0.0 < self.mass_target <= 1.0:
+            raise ConfigError(f"HybridConfig.mass_target is {self.mass_target!r}; use a probability in (0, 1].")
+        if not 0.0 <= self.min_fraction <= 1.0 or not 0.0 < self.max_fraction <= 1.0:
+            raise ConfigError(
+                f"HybridConfig.min_fraction {self.min_fraction!r} / max_fraction {self.max_fraction!r} must be shares of the corpus in [0, 1] / (0, 1]."
+            )
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typer.core import TyperGroup
 
 from .._version import __version__
 from ..errors import MMGRError
-from . import commands_admin, commands_index, commands_search, commands_serve, render
+from . import commands_admin, commands_index, commands_learning, commands_search, commands_serve, render
 from .render import console
 
 
@@ -108,6 +108,7 @@ commands_index.register(app)
 commands_search.register(app)
 commands_admin.register(app)
 commands_serve.register(app)
+commands_learning.register(app)
 
 
 def main() -> None:

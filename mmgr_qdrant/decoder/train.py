@@ -9,6 +9,14 @@ for indexing; a caption to its image's docid and back for cross-modal pairs). Ev
     con   = InfoNCE(z_q, z_d), in-batch negatives, both directions, temperature tau
     loss  = gen + contrastive_weight * con
 
+With query supervision (learned query -> document pairs beside the indexing pairs):
+
+    gen   = sum_i w_i * CE_i / sum_i w_i                         # per-pair weights (grades)
+    q_i   = normalize(lam * q_i + (1 - lam) * doc_vectors[doc_index[i]]), lam ~ U(0, 1)
+                                                               # for pairs in ``mix``, with prob. mix_prob
+                                                               # (GENIUS query/target interpolation)
+    con  += hard negatives: per pair, a document of the same level-1 bucket (``doc_buckets``)
+
 The contrastive term shares the decoder's query projection between queries and documents, so
 a caption is pulled to where its image sits in the space the decoder reads from. Validation uses
 clean (noise-free) held-out pairs; the best epoch's weights are kept.
@@ -120,14 +128,38 @@ def _check_inputs(
             )
 
 
-def _info_nce(zq: torch.Tensor, zd: torch.Tensor, doc_ids: torch.Tensor, tau: float) -> torch.Tensor:
-    """Symmetric InfoNCE; a batch entry with the same document as the positive is not a negative."""
-    logits = F.normalize(zq, dim=-1) @ F.normalize(zd, dim=-1).T / tau  # (B, B)
+def _info_nce(
+    zq: torch.Tensor, zd: torch.Tensor, doc_ids: torch.Tensor, tau: float,
+    z_hard: torch.Tensor | None = None, hard_ids: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Symmetric InfoNCE; a batch entry with the same document as the positive is not a negative.
+
+    ``z_hard`` (B, e) adds one hard negative per query (query -> document direction only), unless
+    it is the positive itself (``hard_ids == doc_ids``).
+    """
+    zq = F.normalize(zq, dim=-1)
+    logits = zq @ F.normalize(zd, dim=-1).T / tau  # (B, B)
     same = doc_ids.unsqueeze(0) == doc_ids.unsqueeze(1)  # (B, B)
     same.fill_diagonal_(False)
     logits = logits.masked_fill(same, float("-inf"))
     labels = torch.arange(len(zq), device=zq.device)
-    return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+    q2d = logits
+    if z_hard is not None and hard_ids is not None:
+        extra = (zq * F.normalize(z_hard, dim=-1)).sum(-1, keepdim=True) / tau  # (B, 1)
+        extra = extra.masked_fill((hard_ids == doc_ids).unsqueeze(1), float("-inf"))
+        q2d = torch.cat([logits, extra], dim=1)  # (B, B + 1)
+    return 0.5 * (F.cross_entropy(q2d, labels) + F.cross_entropy(logits.T, labels))
+
+
+def _bucket_sampler(doc_buckets: np.ndarray, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Tensors to draw, for a document, another document of its bucket: (order, start, size, bucket of each doc)."""
+    b = np.asarray(doc_buckets, np.int64)
+    _, inv = np.unique(b, return_inverse=True)
+    order = np.argsort(inv, kind="stable")
+    sizes = np.bincount(inv)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    t = lambda a: torch.as_tensor(a, dtype=torch.long, device=dev)
+    return t(order), t(starts), t(sizes), t(inv.reshape(-1))
 
 
 @torch.no_grad()
@@ -175,6 +207,10 @@ def train_decoder(
     device: str | torch.device | None = None,
     num_threads: int | None = None,
     progress: ProgressCallback | None = None,
+    weights: np.ndarray | None = None,
+    mix: np.ndarray | None = None,
+    mix_prob: float = 0.5,
+    doc_buckets: np.ndarray | None = None,
 ) -> tuple[DocidDecoder, TrainReport]:
     """Train a :class:`DocidDecoder` on ``queries[i] -> targets[i]`` pairs.
 
@@ -202,6 +238,13 @@ def train_decoder(
         device: ``"cuda"``, ``"cpu"``...; CUDA when present by default.
         num_threads: torch CPU threads while training (restored afterwards); ``None`` leaves it.
         progress: called as ``progress("train", step, total_steps, {...})``.
+        weights: (m,) positive weight of each pair in the generation loss (default all 1): learned
+            query pairs weighed against indexing pairs, and their grades.
+        mix: (m,) bool, the pairs whose query is interpolated towards its target document's
+            embedding (GENIUS); needs ``doc_vectors``. Usually the learned query pairs.
+        mix_prob: chance that a ``mix`` pair is interpolated in a step.
+        doc_buckets: (n,) level-1 code of each row of ``doc_vectors``: the contrastive term gets one
+            hard negative per pair, another document of the target's bucket.
 
     Returns:
         The trained model (eval mode, best epoch's weights) and a :class:`TrainReport`.
@@ -214,6 +257,14 @@ def train_decoder(
     queries = np.asarray(queries)
     targets = np.asarray(targets)
     _check_inputs(queries, targets, doc_vectors, doc_index)
+    m = len(queries)
+    if weights is not None and (np.shape(weights) != (m,) or not np.all(np.isfinite(weights)) or np.min(weights) <= 0):
+        raise InputError(f"weights must hold one positive finite number per pair (shape ({m},)); got shape {np.shape(weights)}.")
+    if mix is not None and (np.shape(mix) != (m,) or doc_vectors is None):
+        raise InputError(f"mix must be a bool array of shape ({m},) and needs doc_vectors and doc_index; pass them together.")
+    if doc_buckets is not None and (doc_vectors is None or np.shape(doc_buckets) != (len(doc_vectors),)):
+        raise InputError("doc_buckets must hold one bucket per row of doc_vectors; pass doc_vectors with it.")
+    extras = (weights, mix, mix_prob, doc_buckets)
     _m, d = queries.shape
     L = targets.shape[1]
     if config is None:
@@ -239,7 +290,7 @@ def train_decoder(
         return _train(
             queries, targets, doc_vectors, doc_index, config, dev, epochs, batch_size, lr,
             weight_decay, contrastive_weight, temperature, noise_std, val_fraction, max_val,
-            patience, min_delta, time_budget_s, seed, progress, t0,
+            patience, min_delta, time_budget_s, seed, progress, t0, extras,
         )  # fmt: skip
     finally:
         if num_threads is not None and dev.type == "cpu":
@@ -268,14 +319,19 @@ def _train(
     seed: int,
     progress: ProgressCallback,
     t0: float,
+    extras: tuple[np.ndarray | None, np.ndarray | None, float, np.ndarray | None] = (None, None, 0.0, None),
 ) -> tuple[DocidDecoder, TrainReport]:
     m, d = queries.shape
+    weights, mix, mix_prob, doc_buckets = extras
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     gen = torch.Generator(device=dev).manual_seed(seed)
 
     n_val = min(round(m * val_fraction), max_val, m - 1) if val_fraction > 0 else 0
     perm = rng.permutation(m)
+    if mix is not None:  # learned query pairs are all trained on: the held-out slice comes from the others
+        perm = np.concatenate([perm[~mix[perm]], perm[mix[perm]]])
+        n_val = min(n_val, int((~mix).sum()) - 1) if (~mix).sum() > 1 else 0
     val_idx, train_idx = np.sort(perm[:n_val]), perm[n_val:]
     n_train = len(train_idx)
 
@@ -285,6 +341,11 @@ def _train(
     D = torch.as_tensor(doc_vectors, dtype=torch.float32).to(dev) if use_con else None  # (n, d)
     DI = torch.as_tensor(doc_index, dtype=torch.long).to(dev) if use_con else None  # (m,)
     tr = torch.as_tensor(train_idx, dtype=torch.long, device=dev)
+    W = torch.as_tensor(weights, dtype=torch.float32).to(dev) if weights is not None else None  # (m,)
+    MIX = torch.as_tensor(mix, dtype=torch.bool).to(dev) if mix is not None and mix_prob > 0 and bool(np.any(mix)) else None  # (m,)
+    DV = torch.as_tensor(doc_vectors, dtype=torch.float32).to(dev) if MIX is not None else None  # (n, d)
+    DIX = torch.as_tensor(doc_index, dtype=torch.long).to(dev) if MIX is not None else None  # (m,)
+    buckets = _bucket_sampler(doc_buckets, dev) if doc_buckets is not None and use_con else None
     q_val, y_val = Q[torch.as_tensor(val_idx, device=dev)], Y[torch.as_tensor(val_idx, device=dev)]
 
     model = DocidDecoder(config).to(dev)
@@ -325,19 +386,36 @@ def _train(
         for s in range(steps_per_epoch):
             idx = order[s * batch_size : (s + 1) * batch_size]
             q, y = Q[idx], Y[idx]  # (B, d), (B, L)
+            if MIX is not None and DV is not None and DIX is not None:  # GENIUS: slide queries towards their targets
+                lam = torch.rand((len(idx), 1), generator=gen, device=dev)
+                on = MIX[idx] & (torch.rand(len(idx), generator=gen, device=dev) < mix_prob)
+                mixed = F.normalize(lam * F.normalize(q, dim=-1) + (1 - lam) * F.normalize(DV[DIX[idx]], dim=-1), dim=-1)
+                q = torch.where(on.unsqueeze(1), mixed, q)
             if noise_scale > 0:
                 q = q + noise_scale * torch.randn(q.shape, generator=gen, device=dev)
             for group in opt.param_groups:
                 group["lr"] = lr_at(step)
             logits = model(q, y)
             # a tensor: the model has at least one level, so the sum has at least one term
-            gen_loss = cast(torch.Tensor, sum(F.cross_entropy(lg, y[:, t]) for t, lg in enumerate(logits)) / len(logits))
+            if W is None:
+                gen_loss = cast(torch.Tensor, sum(F.cross_entropy(lg, y[:, t]) for t, lg in enumerate(logits)) / len(logits))
+            else:
+                per = cast(torch.Tensor, sum(F.cross_entropy(lg, y[:, t], reduction="none") for t, lg in enumerate(logits)))  # (B,)
+                w = W[idx]
+                gen_loss = (per * w).sum() / (w.sum() * len(logits))
             loss = gen_loss
             con_loss = torch.zeros((), device=dev)
             if use_con:
                 assert D is not None and DI is not None
                 di = DI[idx]
-                con_loss = _info_nce(model.project(q), model.project(D[di]), di, temperature)
+                z_hard = hard = None
+                if buckets is not None:  # another document of the target's level-1 bucket
+                    order_b, start_b, size_b, inv_b = buckets
+                    bk = inv_b[di]
+                    pick = (torch.rand(len(di), generator=gen, device=dev) * size_b[bk]).long()
+                    hard = order_b[start_b[bk] + pick]
+                    z_hard = model.project(D[hard])
+                con_loss = _info_nce(model.project(q), model.project(D[di]), di, temperature, z_hard, hard)
                 loss = gen_loss + contrastive_weight * con_loss
             opt.zero_grad(set_to_none=True)
             loss.backward()

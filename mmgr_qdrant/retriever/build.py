@@ -11,6 +11,7 @@ from .. import bulk
 from ..artifacts import BuildArtifacts, last_log_seq, next_generation, prune_docid_log, save_build
 from ..errors import NotBuiltError
 from ..generative import GenerativeIndex
+from ..learning import training_plan
 from ..payload import LibraryFields
 from ..progress import ProgressCallback, null_progress
 from ..types import BuildReport, PointId
@@ -31,6 +32,7 @@ class Builder:
         """Fit (``refit``) or keep the docids, train the decoder, save the build and switch to it."""
         from ..decoder import DocidTrie, save_checkpoint, train_decoder
         from ..docids import add_tiebreak, docid_stats, get_scheme
+        from ..routing import fit_temperature
 
         index = self.index
         config = index.config
@@ -56,22 +58,28 @@ class Builder:
                 docids = self._current_docids(old, ids, vecs, mods, metas, report)
             stats = docid_stats(docids, scheme.codebook_sizes())
             t2 = time.perf_counter()
-            queries, targets, doc_index = _training_pairs(ids, vecs, docids, metas)
-            vocab = list(scheme.codebook_sizes()) + [max(64, 2 * (int(docids[:, -1].max()) + 1))]  # room for later tie-breaks
             params = dict(config.decoder_params)
+            plan = training_plan(  # indexing + link pairs + learned query pairs (mmgr_qdrant/learning.py)
+                index.store, ids, vecs, docids, _training_pairs(ids, vecs, docids, metas), seed=seed,
+                **{k: params.pop(k) for k in ("query_weight", "calibration_fraction") if k in params},
+            )
+            vocab = list(scheme.codebook_sizes()) + [max(64, 2 * (int(docids[:, -1].max()) + 1))]  # room for later tie-breaks
             params.update({k: v for k, v in (("epochs", epochs), ("time_budget_s", time_budget_s)) if v is not None})
             # Without a budget from the call or decoder_params, training stops after 4 minutes (best
             # epoch kept), so a build of 100k vectors stays in minutes on a 2-core CPU.
             params.setdefault("time_budget_s", 240.0)
             decoder, train = train_decoder(
-                queries, targets, doc_vectors=vecs, doc_index=doc_index, vocab_sizes=vocab, seed=seed, progress=report, **params
+                plan.queries, plan.targets, doc_vectors=vecs, doc_index=plan.doc_index, vocab_sizes=vocab, seed=seed, progress=report,
+                weights=plan.weights, mix=plan.mix, doc_buckets=plan.buckets, **params,
             )
             t3 = time.perf_counter()
             if refit or old is None:
                 self._write_docids(ids, docids, metas, generation, report)
             trie = DocidTrie(docids)
-            info = {"n_docs": n, "n_pairs": len(queries), "trained_at": time.time(), "docid_stats": stats.as_dict(),
-                    "train": train.to_dict(), "scheme": config.docid_scheme, "index_id": config.index_id}
+            info = {"n_docs": n, "n_pairs": len(plan.queries), "trained_at": time.time(), "docid_stats": stats.as_dict(),
+                    "train": train.to_dict(), "scheme": config.docid_scheme, "index_id": config.index_id, "learned_pairs": plan.n_learned,
+                    "routing": fit_temperature(GenerativeIndex(scheme, decoder, trie, generation, {}, {}), plan.cal_queries,
+                                               plan.cal_docids, config.hybrid)}
             log_seq = last_log_seq(index.store)
             info["docid_log_seq"] = log_seq  # the docid log up to here is inside this trie
             scheme_params, scheme_arrays = scheme.state()

@@ -20,6 +20,7 @@ from ._common import DEFAULT_PATH, OnError, SearchMode, _make_store, _validate_s
 from .admin import Admin, clear_orphan, drop_collection, import_collection, list_collections
 from .build import Builder
 from .ingest import Ingest
+from .learn import Learner, QueryKind
 from .links import Links
 from .search import Search
 from .state import Index
@@ -49,6 +50,7 @@ class MultimodalRetriever:
         self._search = Search(self.index)
         self._builder = Builder(self.index)
         self._admin = Admin(self.index, self._search)
+        self._learner = Learner(self.index, self._builder)
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -566,6 +568,54 @@ class MultimodalRetriever:
             NotBuiltError: the index was never built.
         """
         return self._builder.build(refit=False, seed=seed, epochs=epochs, time_budget_s=time_budget_s, progress=progress)
+
+    # -- learning from queries ----------------------------------------------------------------------
+    def learn(
+        self,
+        queries: Sequence[Any],
+        relevant: Sequence[Sequence[PointId]],
+        *,
+        grades: Sequence[Sequence[float]] | None = None,
+        kind: QueryKind | None = None,
+        train_s: float | None = None,
+    ) -> int:
+        """Store query -> relevant-document pairs with the index; the next build or retrain learns them.
+
+        Pairs survive reopen and ``export``/``import_file``, and leave with deleted documents;
+        ``stats()`` counts those learned since the last training.
+
+        Args:
+            queries: texts, images (path, PIL image, bytes, array) or query vectors.
+            relevant: per query, the ids of the documents that answer it.
+            grades: per query, a positive weight per relevant id (default 1.0).
+            kind: how to read every query (``"text"``, ``"image"``, ``"vector"``); by default a
+                string is text, a 1-D float array of the index's width a vector, anything else an image.
+            train_s: retrain the decoder now, for at most this many seconds (needs a build).
+
+        Returns:
+            The number of pairs stored.
+
+        Raises:
+            InputError: mismatched lengths, an empty query, an empty id list, a bad grade.
+            NotFoundError: an id is not in the collection (nothing is stored then).
+            NotBuiltError: ``train_s`` was given and the index was never built.
+        """
+        return self._learner.learn(queries, relevant, grades=grades, kind=kind, train_s=train_s)
+
+    def feedback(
+        self, query: str | None = None, id: PointId | None = None, *, image: Any = None, vector: np.ndarray | None = None,
+        relevant: bool = True,
+    ) -> None:
+        """Record a judgement on a hit (a click, a thumbs up or down) for a query.
+
+        A positive judgement stores one learned pair; a negative one removes the pairs learned for
+        the same query (cosine >= 0.98) and this document.
+
+        Raises:
+            InputError: not exactly one of ``query``, ``image``, ``vector``, or no ``id``.
+            NotFoundError: ``id`` is not in the collection (for instance deleted since the search).
+        """
+        self._learner.feedback(query, id, image=image, vector=vector, relevant=relevant)
 
     # -- administration ----------------------------------------------------------------------------
     def stats(self, *, probe: bool = True) -> IndexStats:

@@ -12,6 +12,7 @@ import numpy as np
 from ..errors import InputError, MMGRError, NotFoundError
 from ..ids import content_id, image_digest, text_digest, vector_digest
 from ..images import describe, image_uri, load_image
+from ..learning import prune
 from ..payload import LibraryFields, check_text, check_user_payload, join
 from ..payload import split as payload_split
 from ..progress import ProgressCallback, null_progress
@@ -274,6 +275,7 @@ class Ingest:
             unlink = self.links.unlink_plan(records)
             store.delete(wanted)
             self.links.apply(unlink)
+            prune(store, self.index.config.dim, list(records))  # learned pairs of deleted documents go with them
             if gen is not None:
                 docids = [LibraryFields.of(r.payload).docid(gen.generation) for r in records.values()]
                 gone = np.asarray([d for d in docids if d], dtype=np.int64).reshape(-1, gen.n_levels)

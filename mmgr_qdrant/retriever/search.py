@@ -197,22 +197,22 @@ class Search:
 
         ``score = cosine + fusion_weight * p(prefix)``, where ``p`` is the decoder's probability of
         the hit's prefix renormalized over the kept prefixes (see docs/architecture.md, "Score
-        fusion"). The prefixes kept are the most likely ones whose documents fit in
-        ``max_fraction`` of the corpus (``GenerativeIndex.admit``).
+        fusion"). The prefixes kept follow the router's calibrated probability mass between a floor
+        and the ``max_fraction`` ceiling (``mmgr_qdrant.routing``; ``HybridConfig.admission="fixed"``
+        keeps the earlier fixed budget).
         """
+        from ..routing import admit_batch
+
         store = self.index.store
         hc = self.index.config.hybrid
-        depth = min(1 + hc.depth, gen.n_levels)
-        beams = gen.route(vecs, beam_size=hc.beam_size, depth=depth, modality=_modality_code(modality), temperature=hc.prior_temperature)
-        budget = max(hc.max_fraction * len(gen.trie), hc.min_candidates)  # documents the filter may admit (see HybridConfig)
-        filters, probs, admitted = [], [], []
-        for i in range(len(vecs)):
-            pairs, n_admitted = gen.admit(beams.query(i), budget=budget, min_docs=k)
+        depth, admissions = admit_batch(gen, vecs, hc, k=k, modality=_modality_code(modality))
+        filters, probs = [], []
+        for adm in admissions:
+            pairs = adm.pairs
             lp = np.asarray([s for _, s in pairs], dtype=np.float64)
             p = np.exp(lp - lp.max()) if len(lp) else lp
             p = p / p.sum() if len(p) else p
             probs.append({pre: float(pi) for (pre, _), pi in zip(pairs, p)})
-            admitted.append(n_admitted)
             filters.append(all_of(gen.prefix_filter([pre for pre, _ in pairs]), flt) if pairs else _MATCH_NOTHING)
         results = store.query_batch(vecs, k, filters)
         out: list[list[Hit]] = []
@@ -223,7 +223,7 @@ class Search:
                 p = probs[i].get(tuple(docid[:depth]), 0.0)
                 score = r.score + hc.fusion_weight * p
                 info = {"mode": "hybrid", "vector_score": r.score, "prefix": docid[:depth], "prefix_prob": p,
-                        "beam": [list(pre) for pre in probs[i]], "admitted": admitted[i]} if explain else None
+                        "beam": [list(pre) for pre in probs[i]], **admissions[i].explain()} if explain else None
                 hits.append(_hit(r, score, info, gen.generation))
             if len(hits) < k:  # too few documents behind the prefixes: fill up from dense search
                 seen = {h.id for h in hits}

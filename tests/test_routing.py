@@ -1,0 +1,83 @@
+"""The calibrated, mass-based admission rule of hybrid search (``mmgr_qdrant.routing``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mmgr_qdrant.config import HybridConfig
+from mmgr_qdrant.errors import ConfigError
+from mmgr_qdrant.routing import admit_by_mass, calibrated
+
+N = 10_000
+HC = HybridConfig(mass_target=0.9, min_fraction=0.0, max_fraction=0.5, min_candidates=0)
+
+
+def _pairs(logits: np.ndarray) -> list[tuple[tuple[int, ...], float]]:
+    return [((0, i), float(s)) for i, s in enumerate(logits)]
+
+
+def test_calibrated_is_a_distribution_and_temperature_flattens() -> None:
+    s = np.asarray([0.0, -1.0, -3.0, -np.inf])
+    sharp, flat = calibrated(s, 0.5), calibrated(s, 5.0)
+    assert sharp.sum() == pytest.approx(1.0) and flat.sum() == pytest.approx(1.0)
+    assert sharp[3] == 0.0 and flat[3] == 0.0
+    assert sharp[0] > flat[0] > flat[1]
+
+
+def test_sure_query_admits_one_prefix_unsure_many() -> None:
+    counts = [100] * 50
+    sure = admit_by_mass(_pairs(np.asarray([0.0] + [-20.0] * 49)), counts, n_docs=N, k=10, hybrid=HC, temperature=1.0)
+    unsure = admit_by_mass(_pairs(np.zeros(50)), counts, n_docs=N, k=10, hybrid=HC, temperature=1.0)
+    assert (len(sure.pairs), sure.n_admitted, sure.reason) == (1, 100, "mass")
+    assert sure.confidence > 0.99
+    assert unsure.n_admitted == 4500 and unsure.reason == "mass"  # 45 of 50 equal prefixes reach 0.9
+    assert unsure.confidence == pytest.approx(1 / 50)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_budget_is_monotone_in_flatness(seed: int) -> None:
+    """For the same prefix order, a flatter distribution (higher temperature) never admits fewer documents."""
+    rng = np.random.default_rng(seed)
+    logits = np.sort(rng.normal(0, 3, 64))[::-1]
+    counts = rng.integers(1, 400, 64).tolist()
+    hc = HybridConfig(mass_target=float(rng.uniform(0.5, 0.99)), min_fraction=float(rng.uniform(0, 0.05)),
+                      max_fraction=float(rng.uniform(0.05, 1.0)), min_candidates=int(rng.integers(0, 300)))
+    admitted = [admit_by_mass(_pairs(logits), counts, n_docs=N, k=10, hybrid=hc, temperature=t).n_admitted for t in (0.1, 0.5, 1, 2, 5, 50)]
+    assert admitted == sorted(admitted)
+
+
+def test_floor_and_ceiling() -> None:
+    counts = [300] * 40
+    flat = _pairs(np.zeros(40))
+    capped = admit_by_mass(flat, counts, n_docs=N, k=10, hybrid=HybridConfig(mass_target=0.99, max_fraction=0.1, min_candidates=0), temperature=1.0)
+    assert capped.reason == "ceiling" and capped.n_admitted == 900 <= 0.1 * N
+    sure = _pairs(np.asarray([0.0] + [-30.0] * 39))
+    floor = HybridConfig(min_fraction=0.05, max_fraction=0.1, min_candidates=0)
+    floored = admit_by_mass(sure, counts, n_docs=N, k=10, hybrid=floor, temperature=1.0)
+    assert floored.reason == "floor" and floored.n_admitted == 600  # 0.05 * N = 500 documents: two prefixes
+    # a floor at the ceiling stops under it (whole prefixes), as a small collection's min_candidates does
+    at = admit_by_mass(sure, counts, n_docs=N, k=10, hybrid=HybridConfig(max_fraction=0.05, min_candidates=500), temperature=1.0)
+    assert at.reason == "ceiling" and at.n_admitted == 300
+    # k documents are always admitted, even past the ceiling
+    big = admit_by_mass(sure, [5] + counts[1:], n_docs=N, k=10, hybrid=HybridConfig(max_fraction=0.0001, min_candidates=0), temperature=1.0)
+    assert big.n_admitted >= 10
+
+
+def test_ran_out_of_prefixes() -> None:
+    a = admit_by_mass(_pairs(np.zeros(3)), [5, 5, 5], n_docs=N, k=10, hybrid=HybridConfig(mass_target=1.0, min_candidates=0), temperature=1.0)
+    assert a.reason in ("beam", "mass") and a.n_admitted == 15
+    assert admit_by_mass([], [], n_docs=N, k=10, hybrid=HC, temperature=1.0).n_admitted == 0
+
+
+def test_explain_fields() -> None:
+    a = admit_by_mass(_pairs(np.zeros(10)), [10] * 10, n_docs=100, k=5, hybrid=HybridConfig(max_fraction=1.0, min_candidates=0), temperature=2.0)
+    e = a.explain()
+    assert set(e) >= {"admitted", "mass", "confidence", "stopped", "temperature", "floor", "ceiling"}
+    assert e["mass"] >= HC.mass_target and e["stopped"] == "mass"
+
+
+@pytest.mark.parametrize("bad", [{"admission": "wide"}, {"mass_target": 0.0}, {"mass_target": 1.5}, {"min_fraction": -0.1}, {"max_fraction": 0.0}])
+def test_bad_hybrid_settings(bad: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        HybridConfig(**bad)  # type: ignore[arg-type]
