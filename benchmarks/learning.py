@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,10 +32,9 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import parser, report
-from _data import _cache_dir, _cached, load_encoder
-from prepare_data import FMNIST, OPENCLIPART, clipart_image, good_keywords, norm_title, read_heldout, read_idx
+from benchmarks._common import parser, report
+from benchmarks._data import _cache_dir, _cached, load_encoder
+from scripts.prepare_data import FMNIST, OPENCLIPART, clipart_image, good_keywords, norm_title, read_heldout, read_idx
 
 # Class -> (train phrasings, test phrasings), written for this benchmark: no test string is a
 # copy or near copy of a train string.
@@ -105,7 +103,7 @@ def fmnist_sets(enc: Any, n_image_queries: int) -> list[QuerySet]:
 
 def clipart_set(enc: Any) -> QuerySet:
     cache = _cache_dir(enc)
-    from prepare_data import Clipart, read_openclipart
+    from scripts.prepare_data import Clipart, read_openclipart
 
     held = read_heldout()
     rels = {rel for rel, _ in held}

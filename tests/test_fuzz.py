@@ -157,12 +157,14 @@ def test_search_works_or_fails_cleanly(base: MultimodalRetriever, data: st.DataO
     elif kind == "parsed":
         args = {"query": data.draw(query_strings)}
     else:
-        args = {"query": Q.text(data.draw(st.sampled_from(["car", "boat"]))) & ~Q.ids(data.draw(ids))}
+        args = {"query": data.draw(st.sampled_from(["car", "boat"])), "not_ids": data.draw(ids)}
 
-    def run() -> Any:
+    def run() -> Any:  # building the query is part of the call: Q.ids and parse check their input too
         q = args.get("query")
         if kind == "parsed":
             args["query"] = parse(q)
+        elif kind == "expr":
+            return base.search(Q.text(q) & ~Q.ids(args["not_ids"]), **kw)
         return base.search(**args, **kw)
 
     hits = call(base, run)
