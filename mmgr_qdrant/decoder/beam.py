@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, InputError
-from .model import DocidDecoder
+from .model import DecoderConfig, DocidDecoder
 from .trie import DocidTrie
 
 
@@ -64,6 +64,35 @@ def _as_queries(queries: np.ndarray | torch.Tensor, dim: int, device: torch.devi
 
 
 @torch.inference_mode()
+def check_beam_args(cfg: DecoderConfig, trie: DocidTrie, *, beam_size: int, depth: int, force_prefix: Sequence[int]) -> list[int]:
+    """Check a beam search's arguments against the decoder's config and the trie; returns the forced codes.
+
+    Raises:
+        InputError: bad depth, beam size or forced prefix.
+        ConfigError: the trie and the decoder come from different builds, or the trie holds codes
+            outside the decoder's vocabularies.
+    """
+    if trie.n_levels != cfg.n_levels:
+        raise ConfigError(
+            f"The trie has {trie.n_levels} levels but the decoder was built for {cfg.n_levels}; "
+            "use the trie and decoder of the same build."
+        )
+    if not 1 <= depth <= cfg.n_levels:
+        raise InputError(f"depth must be in 1..{cfg.n_levels}, got {depth}.")
+    if beam_size < 1:
+        raise InputError(f"beam_size must be at least 1, got {beam_size}.")
+    force = [int(c) for c in force_prefix]
+    if len(force) > depth:
+        raise InputError(f"force_prefix {tuple(force)} is longer than depth {depth}.")
+    for t, (top, vocab) in enumerate(zip(trie.max_codes().tolist(), cfg.vocab_sizes)):
+        if top >= vocab:
+            raise ConfigError(
+                f"The trie holds level-{t} code {top} but the decoder's vocabulary there is "
+                f"{vocab}; retrain the decoder on these docids."
+            )
+    return force
+
+
 def beam_search(
     model: DocidDecoder,
     trie: DocidTrie,
@@ -94,24 +123,7 @@ def beam_search(
         ConfigError: the trie holds codes outside the decoder's vocabularies.
     """
     cfg = model.config
-    if trie.n_levels != cfg.n_levels:
-        raise ConfigError(
-            f"The trie has {trie.n_levels} levels but the decoder was built for {cfg.n_levels}; "
-            "use the trie and decoder of the same build."
-        )
-    if not 1 <= depth <= cfg.n_levels:
-        raise InputError(f"depth must be in 1..{cfg.n_levels}, got {depth}.")
-    if beam_size < 1:
-        raise InputError(f"beam_size must be at least 1, got {beam_size}.")
-    force = [int(c) for c in force_prefix]
-    if len(force) > depth:
-        raise InputError(f"force_prefix {tuple(force)} is longer than depth {depth}.")
-    for t, (top, vocab) in enumerate(zip(trie.max_codes().tolist(), cfg.vocab_sizes)):
-        if top >= vocab:
-            raise ConfigError(
-                f"The trie holds level-{t} code {top} but the decoder's vocabulary there is "
-                f"{vocab}; retrain the decoder on these docids."
-            )
+    force = check_beam_args(cfg, trie, beam_size=beam_size, depth=depth, force_prefix=force_prefix)
     model.eval()
     q = _as_queries(queries, cfg.embed_dim, model.device)
     b = q.size(0)

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConfigError, InputError
-from .beam import BeamResult
+from ..errors import InputError
+from .beam import BeamResult, check_beam_args
 from .model import DocidDecoder
 from .trie import DocidTrie
 
@@ -227,22 +227,7 @@ def beam_search_numpy(
         ConfigError: the trie does not fit the decoder.
     """
     cfg = decoder.config
-    if trie.n_levels != cfg.n_levels:
-        raise ConfigError(
-            f"The trie has {trie.n_levels} levels but the decoder was built for {cfg.n_levels}; use the trie and decoder of the same build."
-        )
-    if not 1 <= depth <= cfg.n_levels:
-        raise InputError(f"depth must be in 1..{cfg.n_levels}, got {depth}.")
-    if beam_size < 1:
-        raise InputError(f"beam_size must be at least 1, got {beam_size}.")
-    force = [int(c) for c in force_prefix]
-    if len(force) > depth:
-        raise InputError(f"force_prefix {tuple(force)} is longer than depth {depth}.")
-    for t, (top, vocab) in enumerate(zip(trie.max_codes().tolist(), cfg.vocab_sizes)):
-        if top >= vocab:
-            raise ConfigError(
-                f"The trie holds level-{t} code {top} but the decoder's vocabulary there is {vocab}; retrain the decoder on these docids."
-            )
+    force = check_beam_args(cfg, trie, beam_size=beam_size, depth=depth, force_prefix=force_prefix)
     q = np.asarray(queries, dtype=_F)
     if q.ndim == 1:
         q = q[None, :]

@@ -58,6 +58,20 @@ class IndexInfo:
         return max(0, self.points - self.indexed_vectors)
 
 
+def index_due(info: IndexInfo, threshold: int | None, default_threshold: int, optimized_at: int) -> bool:
+    """Whether ``ensure_index`` should build the engine's index now (both stores share this rule).
+
+    ``threshold=0`` (after a build): any unindexed point, since a payload write moves points out of
+    the graph. Otherwise at least ``threshold`` (default ``default_threshold``) unindexed points
+    *and* as many added since this process last optimized: segments under the engine's indexing
+    threshold stay unindexed after an optimize, so a small collection is not re-optimized on every call.
+    """
+    if threshold == 0:
+        return info.unindexed > 0
+    limit = max(1, default_threshold if threshold is None else int(threshold))
+    return info.unindexed >= limit and info.points - optimized_at >= limit
+
+
 class Store(Protocol):
     """One collection in Qdrant plus a small blob area for the index's artifacts."""
 

@@ -24,7 +24,7 @@ from ..config import EngineConfig
 from ..errors import CollectionNotFoundError, ConfigError, MMGRError, StoreError, StoreUnavailableError, missing_dependency
 from ..filters import Condition, Filter, HasId, Match, Range
 from ..types import F_LINKS, F_MODALITY, F_PREFIXES, F_VIDEO, PointId
-from .base import IndexInfo, Record, ScoredRecord, to_record, to_scored
+from .base import IndexInfo, Record, ScoredRecord, index_due, to_record, to_scored
 
 logger = logging.getLogger(__name__)
 
@@ -193,15 +193,11 @@ class EdgeStore:
         if not self.engine.hnsw:
             return False
         info = self.index_info()
-        if threshold == 0:  # after a build: any unindexed point (a payload write moves points out of the graph)
-            return self.optimize() if info.unindexed else False
-        limit = max(1, self.engine.index_threshold if threshold is None else int(threshold))
-        # Segments under the engine's indexing threshold stay unindexed after an optimize, so
-        # count growth since the last one too: a small collection is not re-optimized on every call.
-        if info.unindexed < limit or info.points - self._optimized_at < limit:
+        if not index_due(info, threshold, self.engine.index_threshold, self._optimized_at):
             return False
         built = self.optimize()
-        self._optimized_at = info.points
+        if threshold != 0:
+            self._optimized_at = info.points
         return built
 
     def index_info(self) -> IndexInfo:
