@@ -241,3 +241,26 @@ def test_collapse_links_folds_an_image_and_its_caption_into_one_hit(connect: Con
         assert [h.id for h in folded] == [h.id for h in plain if h.id not in {c for f in folded for c in f.collapsed}]
         batch = r.search_batch(["caption 0"], k=3, collapse_links=True)[0]
         assert [h.id for h in batch] == [h.id for h in folded[:3]]
+
+
+def test_blob_names_must_match_whole(tmp_path: Any) -> None:
+    from mmgr_qdrant.store.edge import _blob_name
+
+    for bad in ("abc\n", "a/b", ".hidden", ""):
+        with pytest.raises(ValueError):
+            _blob_name(bad)
+    assert _blob_name("build.json") == "build.json"
+
+
+def test_non_numeric_vectors_and_huge_k_in_generative_mode_fail_cleanly(connect: Connect, tiny_encoder: Any) -> None:
+    with MultimodalRetriever.create("gk", encoder=tiny_encoder, decoder_params=DECODER, **connect()) as r:
+        x = _vectors(30, r.config.dim)
+        ids = r.add_embeddings(x, modality="text")
+        r.build()
+        hits = r.search(vector=x[0], k=100_000, mode="generative")  # the beam never exceeds the docids
+        assert 0 < len(hits) <= 30
+        for call in (lambda: r.update(ids[0], vector="vector"), lambda: r.search(vector="vector"),  # type: ignore[arg-type]
+                     lambda: r.search_batch(vectors="vector"), lambda: r.add_embeddings("vector", modality="text")):  # type: ignore[arg-type]
+            with pytest.raises(InputError):
+                call()
+        assert r.count() == 30

@@ -236,7 +236,7 @@ class Search:
 
     def _generative(self, gen: GenerativeIndex, vec: np.ndarray, k: int, modality: str | None, flt: Filter | None, explain: bool) -> list[Hit]:
         """The decoder's own ranking: whole docids by beam score, no vector ranking."""
-        beam = max(k, self.index.config.hybrid.beam_size)
+        beam = min(max(k, self.index.config.hybrid.beam_size), max(len(gen.trie), 1))  # never more beams than docids
         pairs = gen.decode(vec[None, :], beam_size=beam, depth=gen.n_levels, modality=_modality_code(modality)).query(0)
         if not pairs:
             return []

@@ -368,7 +368,7 @@ def list_edge_collections(path: str | os.PathLike[str]) -> list[str]:
 
 
 def _blob_name(key: str) -> str:
-    if not re.match(r"^[A-Za-z0-9_.\-]+$", key) or key.startswith("."):
+    if not re.fullmatch(r"[A-Za-z0-9_.\-]+", key) or key.startswith("."):
         raise ValueError(f"invalid blob key {key!r}")
     return key
 
