@@ -312,8 +312,8 @@ class Ingest:
         elif text is not None:
             self.add_texts([text], ids=[pid], payloads=[user])
         else:
-            row = np.asarray(vector) if isinstance(vector, np.ndarray) else vector
-            self.add_embeddings(row[None, :] if np.ndim(row) == 1 else row, modality=meta.modality, ids=[pid], payloads=[user],
+            row: Any = vector  # validated by add_embeddings (a non-numeric value is an InputError there)
+            self.add_embeddings(np.asarray(row)[None, :] if np.ndim(row) == 1 else row, modality=meta.modality, ids=[pid], payloads=[user],
                                 texts=[meta.text], uris=[meta.uri])
 
     def _update_payload(self, pid: PointId, payload: dict[str, Any] | None) -> None:
