@@ -93,8 +93,9 @@ class EngineConfig:
             (the engine's default, 10 MB: about 5,000 512-d vectors).
         full_scan_threshold_kb: a filtered search whose admitted documents hold fewer KB of
             vectors than this scores them exactly instead of walking the graph (engine default).
-            Keep it above the hybrid filter's admitted vectors (``max_fraction * n * dim * 4 /
-            1024``): with a 5% filter on 50,000 x 512 the exact path took 1.0 ms, the graph walk 18.9 ms.
+            At 100,000 x 512 with the hybrid filter (5%), unloaded, 10,000 and 40,000 gave the same
+            filtered query time (2.1 and 2.7 ms p50, two runs of ``benchmarks.speed``); an earlier
+            run on a heavily loaded machine had suggested a large gap, which this did not confirm.
     """
 
     hnsw: bool = True
