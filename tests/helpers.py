@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 TINY = "open_clip:mmgr-tiny/none"
 N_CLUSTERS, PER = 12, 25
@@ -50,3 +52,38 @@ def sample_rows(n: int) -> list[dict[str, Any]]:
     """The first ``n`` rows of the sample clip art's manifest (``file``, ``caption``, ...)."""
     rows = [json.loads(line) for line in (CLIPART / "clipart.jsonl").read_text().splitlines() if line.strip()]
     return rows[:n]
+
+
+# -- short videos made from the sample clip art (PyAV) ------------------------------------------
+FPS = 10
+SCENE_S = 2.0  # each picture is shown for this long
+
+
+def picture(name: str, size: int = 96) -> Image.Image:
+    """A clip-art picture on white, square."""
+    img = Image.open(CLIPART / "clipart" / name).convert("RGBA")
+    img.thumbnail((size - 8, size - 8))
+    canvas = Image.new("RGB", (size, size), "white")
+    canvas.paste(img, ((size - img.width) // 2, (size - img.height) // 2), img)
+    return canvas
+
+
+def make_clip(path: Path, names: Sequence[str], *, scene_s: float = SCENE_S, size: int = 96) -> Path:
+    """Write an mpeg4 .mp4 clip showing ``names`` in turn, ``scene_s`` seconds each, with a slow pan."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=FPS)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.bit_rate = 400_000
+        for name in names:
+            big = picture(name, size + 8)
+            for f in range(int(scene_s * FPS)):
+                shift = f * 8 // int(scene_s * FPS)  # a pan of 8 px across the scene
+                frame = av.VideoFrame.from_image(big.crop((shift, shift, shift + size, shift + size)))
+                for packet in stream.encode(frame):
+                    out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path

@@ -8,7 +8,6 @@ knows at which second each picture appears.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,41 +17,7 @@ from PIL import Image
 
 from mmgr_qdrant import InputError, MultimodalRetriever, NotFoundError
 from mmgr_qdrant.video import Frame, frame_at, group_by_video, sample_frames
-
-CLIPART = Path(__file__).resolve().parents[1] / "examples" / "data" / "clipart"
-FPS = 10
-SCENE_S = 2.0  # each picture is shown for this long
-
-
-def picture(name: str, size: int = 96) -> Image.Image:
-    """A clip-art picture on white, square."""
-    img = Image.open(CLIPART / name).convert("RGBA")
-    img.thumbnail((size - 8, size - 8))
-    canvas = Image.new("RGB", (size, size), "white")
-    canvas.paste(img, ((size - img.width) // 2, (size - img.height) // 2), img)
-    return canvas
-
-
-def make_clip(path: Path, names: Sequence[str], *, scene_s: float = SCENE_S, size: int = 96) -> Path:
-    """Write an mpeg4 .mp4 clip showing ``names`` in turn, ``scene_s`` seconds each, with a slow pan."""
-    import av
-
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("mpeg4", rate=FPS)
-        stream.width = stream.height = size
-        stream.pix_fmt = "yuv420p"
-        stream.bit_rate = 400_000
-        for name in names:
-            big = picture(name, size + 8)
-            for f in range(int(scene_s * FPS)):
-                shift = f * 8 // int(scene_s * FPS)  # a pan of 8 px across the scene
-                frame = av.VideoFrame.from_image(big.crop((shift, shift, shift + size, shift + size)))
-                for packet in stream.encode(frame):
-                    out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
-
+from tests.helpers import FPS, SCENE_S, make_clip, picture
 
 SCENES = {
     "a.mp4": ["crow.png", "acorn.png", "8-ball.png"],

@@ -11,6 +11,7 @@ import hmac
 import io
 import json
 import logging
+import mimetypes
 import time
 from importlib.resources import files
 from pathlib import Path
@@ -175,7 +176,9 @@ def build_app(r: MultimodalRetriever, settings: ServiceSettings) -> FastAPI:
             info = None
         return {"id": h.id, "ref": ref, "score": float(h.score), "docid": [int(c) for c in h.docid], "docid_str": prefix_key(h.docid),
                 "modality": h.modality, "payload": _jsonable(h.payload), "text": h.text, "file": Path(h.uri).name if h.uri else None,
-                "thumbnail": f"/items/{ref}/thumbnail" if h.uri and h.modality == "image" else None, "relation": rel, "explain": info}
+                "thumbnail": f"/items/{ref}/thumbnail" if h.uri and h.modality in ("image", "video") else None, "relation": rel,
+                "explain": info, "t": h.t, "video": None if h.video is None else str(h.video),
+                "media": f"/items/{ref}/media#t={h.t:g}" if h.uri and h.modality == "video" and h.t is not None else None}
 
     def hit_model(h: Hit, *, relation: bool = False, explain: bool = True) -> HitModel:
         return HitModel(**hit_dict(h, relation=relation, explain=explain))
@@ -279,10 +282,22 @@ def build_app(r: MultimodalRetriever, settings: ServiceSettings) -> FastAPI:
         """A JPEG thumbnail of an image document, made only from the file the index holds for it."""
         pid = _parse_id(id)
         h = r.get([pid])[0]
-        if h.modality != "image":
-            raise NotFoundError(f"Document {pid!r} is a {h.modality} document; only image documents have thumbnails.")
-        data = thumbs.get(pid, h.uri)
+        if h.modality not in ("image", "video"):
+            raise NotFoundError(f"Document {pid!r} is a {h.modality} document; only image and video documents have thumbnails.")
+        data = thumbs.get(pid, h.uri, h.t if h.modality == "video" else None)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=300"})
+
+    @app.get("/items/{id}/media", tags=["items"], responses={**_ERRORS, 200: {"content": {"video/*": {}}}}, response_class=FileResponse)
+    def media(id: str) -> FileResponse:
+        """The video file of a video moment, as the index holds it (range requests work, so a player can seek to ``#t=``)."""
+        pid = _parse_id(id)
+        h = r.get([pid])[0]
+        if h.modality != "video" or not h.uri:
+            raise NotFoundError(f"Document {pid!r} is a {h.modality} document; only video moments have a media file to play.")
+        path = Path(h.uri)
+        if not path.is_file():
+            raise NotFoundError(f"The video file of document {pid!r} is gone from {h.uri!r}; restore it or re-add the video.")
+        return FileResponse(str(path), media_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream")
 
     @app.get("/items/{id}/related", response_model=RelatedResponse, tags=["items"], responses=_ERRORS)
     def related(id: str, k: int = Query(10, description="Hits to return."),
@@ -502,7 +517,7 @@ def _form_search_request(fields: dict[str, str]) -> SearchRequest:
 def _multipart_search_schema() -> dict[str, Any]:
     return {"type": "object", "properties": {
         "image": {"type": "string", "format": "binary"}, "k": {"type": "integer", "default": 10},
-        "mode": {"type": "string", "enum": ["hybrid", "generative", "dense"]}, "modality": {"type": "string", "enum": ["image", "text"]},
+        "mode": {"type": "string", "enum": ["hybrid", "generative", "dense"]}, "modality": {"type": "string", "enum": ["image", "text", "video"]},
         "where": {"type": "string", "description": "JSON object of payload conditions."}, "explain": {"type": "boolean"},
     }, "required": ["image"]}
 

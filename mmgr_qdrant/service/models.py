@@ -26,7 +26,7 @@ class SearchRequest(BaseModel):
     vector: list[float] | None = Field(None, description="A query embedding of the index's dimension.")
     k: int = Field(10, description="Hits to return (1 to the service's max_k).")
     mode: Literal["hybrid", "generative", "dense"] | None = Field(None, description="Search mode; hybrid once built, dense before.")
-    modality: Literal["image", "text"] | None = Field(None, description="Only documents of this modality.")
+    modality: Literal["image", "text", "video"] | None = Field(None, description="Only documents of this modality.")
     where: dict[str, Any] | None = Field(None, description="Payload conditions: {'field': value} or {'field': [v1, v2]}.")
     explain: bool = Field(False, description="Attach per-stage figures to each hit and an explain summary.")
 
@@ -43,7 +43,10 @@ class HitModel(BaseModel):
     payload: dict[str, Any]
     text: str | None = Field(None, description="A text document's text, or an image's caption.")
     file: str | None = Field(None, description="The file name (not the path) of an image added from a file.")
-    thumbnail: str | None = Field(None, description="URL of the thumbnail, when the document is an image file the index holds.")
+    thumbnail: str | None = Field(None, description="URL of the thumbnail, when the document is an image or video file the index holds.")
+    t: float | None = Field(None, description="A video moment's time in seconds from the video's start.")
+    video: str | None = Field(None, description="A video moment's video id, as a string.")
+    media: str | None = Field(None, description="URL that plays a video moment's file from its time (``.../media#t=12.5``).")
     relation: str | None = Field(None, description="For /related: 'linked' or 'nearest'.")
     explain: dict[str, Any] | None = None
 

@@ -37,12 +37,17 @@ class ThumbnailCache:
     def __len__(self) -> int:
         return len(self._items)
 
-    def get(self, doc_id: object, uri: str | None) -> bytes:
+    def get(self, doc_id: object, uri: str | None, t: float | None = None) -> bytes:
         """The JPEG bytes of the thumbnail of ``uri``, the stored file of document ``doc_id``.
+
+        Args:
+            doc_id: the document.
+            uri: its stored file.
+            t: for a video moment, the second whose frame is shown.
 
         Raises:
             NotFoundError: the document has no image file, or the file is gone.
-            InputError: the file is no longer a readable image.
+            InputError: the file is no longer a readable image (or video).
         """
         if not uri:
             raise NotFoundError(f"Document {doc_id!r} has no image file to make a thumbnail of; it was added from bytes or is a text.")
@@ -51,7 +56,7 @@ class ThumbnailCache:
             st = path.stat()
         except OSError:
             raise NotFoundError(f"The image file of document {doc_id!r} is gone from {uri!r}; restore it or re-add the document.") from None
-        key = (doc_id, uri, st.st_mtime_ns, st.st_size, self.max_px)
+        key = (doc_id, uri, st.st_mtime_ns, st.st_size, self.max_px, t)
         with self._lock:
             data = self._items.get(key)
             if data is not None:
@@ -59,7 +64,7 @@ class ThumbnailCache:
                 self.hits += 1
                 return data
         self.misses += 1
-        data = make_thumbnail(path, self.max_px)
+        data = make_thumbnail(path, self.max_px, t)
         with self._lock:
             self._items[key] = data
             self._items.move_to_end(key)
@@ -68,13 +73,19 @@ class ThumbnailCache:
         return data
 
 
-def make_thumbnail(path: Path, max_px: int) -> bytes:
-    """A JPEG of the image at ``path`` whose longest side is at most ``max_px``.
+def make_thumbnail(path: Path, max_px: int, t: float | None = None) -> bytes:
+    """A JPEG of the image at ``path`` (or of a video's frame at ``t`` seconds) whose longest side is at most ``max_px``.
 
     Raises:
-        InputError: the file is not a readable image (the message from :func:`~mmgr_qdrant.images.load_image`).
+        InputError: the file is not a readable image or video (the message from
+            :func:`~mmgr_qdrant.images.load_image` or :func:`~mmgr_qdrant.video.frame_at`).
     """
-    img = load_image(path)
+    if t is not None:
+        from ..video import frame_at
+
+        img = frame_at(path, t)
+    else:
+        img = load_image(path)
     img.thumbnail((max_px, max_px), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
     try:

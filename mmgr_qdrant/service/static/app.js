@@ -51,7 +51,8 @@
     const meta = el("div", { class: "meta" },
       el("span", { class: "caption", text: hit.text || hit.file || hit.modality }),
       o.noScore ? null : el("span", { class: "score", text: (o.relation ? o.relation + " · " : "") + "score " + hit.score.toFixed(3) }),
-      el("span", { class: "docid", text: hit.docid_str ? "docid " + hit.docid_str : hit.modality }));
+      el("span", { class: "docid", text: hit.docid_str ? "docid " + hit.docid_str : hit.modality }),
+      hit.t != null ? el("span", { class: "moment", text: "video @ " + hit.t.toFixed(1) + " s" }) : null);
     li.append(preview(hit), meta);
     if (o.votes) li.append(votes(hit));
     return li;
@@ -174,7 +175,11 @@
       if (Object.keys(hit.payload).length) add("payload", JSON.stringify(hit.payload));
       const browseBtn = hit.docid.length ? el("button", { type: "button", text: "Browse its docid branch" }) : null;
       if (browseBtn) browseBtn.addEventListener("click", () => { dlg.close(); showBrowse(hit.docid.slice(0, Math.max(1, hit.docid.length - 1))); });
-      body.replaceChildren(hit.thumbnail ? el("img", { src: hit.thumbnail, alt: hit.text || hit.file || "image" }) : el("p", { text: hit.text || "" }), dl, browseBtn);
+      if (hit.t != null) add("moment", hit.t.toFixed(1) + " s");
+      // a video moment plays its file from the moment's time (the #t= media fragment)
+      const shown = hit.media ? el("video", { src: hit.media, controls: "", preload: "metadata", "aria-label": "the video from " + hit.t.toFixed(1) + " s" })
+        : hit.thumbnail ? el("img", { src: hit.thumbnail, alt: hit.text || hit.file || "image" }) : el("p", { text: hit.text || "" });
+      body.replaceChildren(shown, dl, browseBtn);
       const linked = rel.hits.filter((h) => h.relation === "linked"), near = rel.hits.filter((h) => h.relation !== "linked");
       for (const h of linked) $("linked").append(card(h, { relation: "linked", noScore: true }));
       if (!linked.length) $("linked").append(el("li", { class: "muted", text: "None." }));
