@@ -29,7 +29,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .errors import ArtifactError, InputError, NotFoundError
-from .store.base import Store, check_vectors, normalize_id
+from .store.base import Store, normalize_id, unit_rows
 from .types import PointId
 
 logger = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ def encode_queries(encoder: Any, queries: Sequence[Any], kind: QueryKind | None,
         elif which == "image":
             vecs = encoder.encode_images([load_image(queries[i]) for i in rows])
         else:
-            vecs = check_vectors(np.stack([np.asarray(queries[i], np.float32).reshape(-1) for i in rows]), dim, "query vectors")
+            vecs = unit_rows(np.stack([np.asarray(queries[i], np.float64).reshape(-1) for i in rows]), dim, "query vectors")
         vecs = np.asarray(vecs, np.float32)
         norms = np.linalg.norm(vecs, axis=1, keepdims=True)
         if (norms == 0).any():

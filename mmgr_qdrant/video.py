@@ -28,7 +28,7 @@ from PIL import Image
 from .errors import InputError, MMGRError, missing_dependency
 from .filters import Filter, Match
 from .ids import content_id
-from .payload import LibraryFields, check_user_payload
+from .payload import LibraryFields, check_user_payload, read_link
 from .progress import ProgressCallback, null_progress
 from .types import F_VIDEO, AddResult, Hit, PointId, Skipped, normalize_id
 
@@ -234,10 +234,7 @@ def video_key(video_id: PointId) -> str:
 
 def parse_video_key(key: Any) -> PointId | None:
     """A stored ``_mmgr.video`` keyword back as a point id (int or UUID string)."""
-    if key is None:
-        return None
-    s = str(key)
-    return normalize_id(int(s)) if s.isdigit() else normalize_id(s)
+    return None if key is None else read_link(str(key))
 
 
 # -- ingest ------------------------------------------------------------------------------------

@@ -223,3 +223,12 @@ def test_cli_learn_skips_and_reports_bad_lines_and_feedback(tmp_path: Path, tiny
     with MultimodalRetriever.open("cli", path=store) as r:
         pairs = load_pairs(r.store, r.config.dim)
         assert pairs.targets == (ids[0], ids[1], ids[3], ids[2], ids[4]) and pairs.weights.tolist() == [1, 1, 1, 2, 1]
+
+
+def test_learned_vector_queries_keep_their_direction_at_huge_scale(filled: tuple[MultimodalRetriever, list[Any]]) -> None:
+    r, ids = filled
+    q = np.zeros(DIM, np.float32)
+    q[:2] = 1e20  # float32 squares overflow: normalized in float64, as add_embeddings does
+    assert r.learn([q], [[ids[0]]], kind="vector") == 1
+    stored = load_pairs(r.store, DIM).queries[0]
+    np.testing.assert_allclose(stored[:2], [2**-0.5, 2**-0.5], rtol=1e-5)

@@ -8,11 +8,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..errors import ConfigError, InputError, MMGRError
+from ..errors import ConfigError, InputError
 from ..filters import Filter, HasId, Match
 from ..payload import split as payload_split
 from ..store import ClientStore, EdgeStore, Store
-from ..store.base import Record, ScoredRecord, check_vectors
+from ..store.base import Record, ScoredRecord
 from ..types import F_MODALITY, MODALITY_CODES, RESERVED_KEY, Hit
 from ..video import parse_video_key
 
@@ -58,30 +58,6 @@ def _check_k(k: Any) -> None:
         raise InputError(f"k={k!r} is not a positive integer; ask for at least one hit.")
     if k > MAX_K:
         raise InputError(f"k={k} is more than {MAX_K} hits; ask for fewer, or filter with where= to narrow the search.")
-
-
-def unit_rows(vectors: Any, dim: int, what: str) -> np.ndarray:
-    """Validated ``(n, dim)`` float32 rows scaled to unit length (in float64: rows of 1e20 keep their direction).
-
-    Raises:
-        InputError: not a numeric array, a row of zeros, or NaN or infinite entries.
-        DimensionMismatchError: the rows are not ``dim``-d.
-    """
-    try:
-        with np.errstate(over="ignore"):
-            arr = check_vectors(vectors, dim, what).astype(np.float64)
-    except MMGRError:
-        raise
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"The {what} are not a numeric array ({exc}); pass a float array of shape (n, {dim}).") from None
-    if len(arr) == 0:
-        return arr.astype(np.float32)
-    scale = np.abs(arr).max(axis=1, keepdims=True)
-    zero = scale[:, 0] == 0
-    if zero.any():
-        raise InputError(f"The {what} row #{int(np.argmax(zero))} is all zeros; it has no direction to search by.")
-    arr = arr / scale
-    return (arr / np.linalg.norm(arr, axis=1, keepdims=True)).astype(np.float32)
 
 
 def _modality_code(modality: str | None) -> int | None:

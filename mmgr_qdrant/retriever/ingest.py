@@ -16,9 +16,9 @@ from ..learning import prune
 from ..payload import LibraryFields, check_text, check_user_payload, join
 from ..payload import split as payload_split
 from ..progress import ProgressCallback, null_progress
-from ..store.base import Record, check_vectors, normalize_id
+from ..store.base import Record, check_vectors, normalize_id, unit_rows
 from ..types import MODALITY_CODES, AddResult, Hit, PointId, Skipped
-from ._common import OnError, _as_list, _hit, _modality_filter, unit_rows
+from ._common import OnError, _as_list, _hit, _modality_filter
 from .links import Links
 from .state import Index
 

@@ -12,7 +12,7 @@ from ..filters import Filter, HasId, all_of
 from ..generative import GenerativeIndex, docid_of, retag
 from ..images import load_image
 from ..payload import LibraryFields
-from ..store.base import Record, normalize_id
+from ..store.base import Record, normalize_id, unit_rows
 from ..types import Hit, PointId
 from ._common import (
     _MATCH_NOTHING,
@@ -24,7 +24,6 @@ from ._common import (
     _modality_code,
     _modality_filter,
     _where_filter,
-    unit_rows,
 )
 from .state import Index
 

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..config import EngineConfig
-from ..errors import DimensionMismatchError, InputError
+from ..errors import DimensionMismatchError, InputError, MMGRError
 from ..filters import Filter
 from ..types import PointId, normalize_id
 
@@ -161,6 +161,30 @@ def check_vectors(vectors: np.ndarray, dim: int, what: str = "vectors") -> np.nd
     if not np.all(np.isfinite(arr)):
         raise InputError(f"The {what} contain NaN or infinite values; clean them before adding.")
     return arr
+
+
+def unit_rows(vectors: Any, dim: int, what: str) -> np.ndarray:
+    """Validated ``(n, dim)`` float32 rows scaled to unit length (in float64: rows of 1e20 keep their direction).
+
+    Raises:
+        InputError: not a numeric array, a row of zeros, or NaN or infinite entries.
+        DimensionMismatchError: the rows are not ``dim``-d.
+    """
+    try:
+        with np.errstate(over="ignore"):
+            arr = check_vectors(vectors, dim, what).astype(np.float64)
+    except MMGRError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"The {what} are not a numeric array ({exc}); pass a float array of shape (n, {dim}).") from None
+    if len(arr) == 0:
+        return arr.astype(np.float32)
+    scale = np.abs(arr).max(axis=1, keepdims=True)
+    zero = scale[:, 0] == 0
+    if zero.any():
+        raise InputError(f"The {what} row #{int(np.argmax(zero))} is all zeros; it has no direction to search by.")
+    arr = arr / scale
+    return (arr / np.linalg.norm(arr, axis=1, keepdims=True)).astype(np.float32)
 
 
 def chunked(seq: Sequence[Any], size: int) -> Iterator[tuple[int, Sequence[Any]]]:
