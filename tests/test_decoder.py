@@ -367,3 +367,20 @@ def test_numpy_router_equals_the_torch_path(bias: bool) -> None:
         beam_search_numpy(fast, trie, q[:, :5], beam_size=8, depth=2)
     with pytest.raises(ConfigError):
         beam_search_numpy(fast, DocidTrie(codes[:, :3]), q, beam_size=8, depth=2)
+
+
+def test_training_continues_from_an_initial_decoder(
+    data: tuple[Clusters, np.ndarray, np.ndarray], trained: tuple[DocidDecoder, TrainReport]
+) -> None:
+    """A retrain starts from the given decoder: one short epoch keeps what it knew; a fresh start does not."""
+    _, x, codes = data
+    model, _ = trained
+    config = model.config
+    kw = {"config": config, "epochs": 1, "batch_size": 1600, "lr": 1e-6, "val_fraction": 0.1, "seed": 3}
+    _, rep = train_decoder(x, codes, init=model, **kw)
+    _, cold_rep = train_decoder(x, codes, **kw)
+    assert rep.val_level_accuracy[1] >= 0.95 and cold_rep.val_level_accuracy[1] < 0.5
+    # a decoder of another shape cannot seed this one: training starts from scratch, no error
+    other = DecoderConfig(DIM, tuple(v + 1 for v in config.vocab_sizes), **TINY)
+    fresh, fresh_rep = train_decoder(x, codes, init=model, **{**kw, "config": other})
+    assert fresh.config == other and fresh_rep.val_level_accuracy[1] < 0.5

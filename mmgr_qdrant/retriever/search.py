@@ -126,6 +126,8 @@ class Search:
             results = self._dense(vecs, wide, flt, explain)
         elif chosen == "generative":
             gen = self.index.require_built("mode='generative'")
+            if gen.memory is not None and self.index.config.hybrid.query_expansion:  # the decoder reads the expanded query too
+                vecs, _ = gen.memory.expand(vecs)
             results = [self._generative(gen, v, wide, modality, flt, explain) for v in vecs]
         else:
             assert gen is not None
@@ -204,29 +206,41 @@ class Search:
 
         store = self.index.store
         hc = self.index.config.hybrid
-        depth, admissions = admit_batch(gen, vecs, hc, k=k, modality=_modality_code(modality))
-        filters, probs = [], []
+        # A query near learned ones moves towards the documents they found relevant (memory.py); the
+        # router and the ranking both read the moved vector.
+        memory = gen.memory
+        ranking, nearest = memory.expand(vecs, weight=None if hc.query_expansion else 0.0) if memory is not None else (vecs, None)
+        covered = nearest >= memory.min_sim if memory is not None and nearest is not None else None  # near a learned query
+        depth, admissions = admit_batch(gen, ranking, hc, k=k, modality=_modality_code(modality), covered=covered)
+        filters: list[Filter | None] = []
+        probs: list[dict[tuple[int, ...], float]] = []
         for adm in admissions:
             pairs = adm.pairs
+            if adm.unfiltered:  # the router cannot place this query: every document, by the vector alone
+                probs.append({})
+                filters.append(flt)
+                continue
             lp = np.asarray([s for _, s in pairs], dtype=np.float64)
             p = np.exp(lp - lp.max()) if len(lp) else lp
             p = p / p.sum() if len(p) else p
             probs.append({pre: float(pi) for (pre, _), pi in zip(pairs, p)})
             filters.append(all_of(gen.prefix_filter([pre for pre, _ in pairs]), flt) if pairs else _MATCH_NOTHING)
-        results = store.query_batch(vecs, k, filters)
+        results = store.query_batch(ranking, k, filters)
         out: list[list[Hit]] = []
         for i, rows in enumerate(results):
+            learned = {"expansion": {"weight": memory.weight if hc.query_expansion else 0.0, "nearest_learned": round(float(nearest[i]), 4),
+                                     "min_sim": memory.min_sim}} if memory is not None and nearest is not None and explain else {}
             hits = []
             for r in rows:
                 docid = docid_of(r.payload, gen.generation)
                 p = probs[i].get(tuple(docid[:depth]), 0.0)
                 score = r.score + hc.fusion_weight * p
                 info = {"mode": "hybrid", "vector_score": r.score, "prefix": docid[:depth], "prefix_prob": p,
-                        "beam": [list(pre) for pre in probs[i]], **admissions[i].explain()} if explain else None
+                        "beam": [list(pre) for pre in probs[i]], **admissions[i].explain(), **learned} if explain else None
                 hits.append(_hit(r, score, info, gen.generation))
             if len(hits) < k:  # too few documents behind the prefixes: fill up from dense search
                 seen = {h.id for h in hits}
-                for r in store.query(vecs[i], k, flt):
+                for r in store.query(ranking[i], k, flt):
                     if r.id not in seen and len(hits) < k:
                         hits.append(_hit(r, r.score, {"mode": "dense-fallback", "vector_score": r.score} if explain else None, gen.generation))
             hits.sort(key=lambda h: -h.score)
