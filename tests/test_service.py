@@ -135,13 +135,29 @@ def test_explain_summary_has_prefixes_fraction_and_score_parts(client: Any, buil
     body = client.post("/search", json={"text": "a bird", "k": 4, "explain": True, "mode": "hybrid"}).json()
     info = body["explain"]
     assert info["mode"] == "hybrid" and info["documents"] == built.count()
-    assert info["prefixes"] and all(p.count(".") >= 1 for p in info["prefixes"])
-    assert 0 < info["filter_fraction"] <= 1 and info["admitted"] >= 1
+    if info["stopped"] in ("small", "unsure"):  # a sample collection this small is searched without a filter
+        assert info["prefixes"] == [] and info["filter_fraction"] == 1.0
+    else:
+        assert info["prefixes"] and all(p.count(".") >= 1 for p in info["prefixes"])
+        assert 0 < info["filter_fraction"] <= 1 and info["admitted"] >= 1
     assert [s["ref"] for s in info["scores"]] == [h["ref"] for h in body["hits"]]
     for s, h in zip(info["scores"], body["hits"]):
         if s["mode"] == "hybrid":
             assert s["vector"] <= s["score"] and 0 <= s["prefix_prob"] <= 1
         assert h["explain"]["mode"] == s["mode"]
+
+
+def test_explain_summary_of_a_routed_search(built: MultimodalRetriever) -> None:
+    """With the filter in use (small-collection rule off), the summary lists the admitted prefixes."""
+    from dataclasses import replace
+
+    routed = MultimodalRetriever(built.store, built.config.with_(hybrid=replace(built.config.hybrid, dense_share=1.0, min_candidates=0,
+                                                                                when_unsure="route")), built.encoder)
+    with TestClient(create_app(routed)) as c:
+        info = c.post("/search", json={"text": "a bird", "k": 4, "explain": True, "mode": "hybrid"}).json()["explain"]
+    assert info["stopped"] in ("mass", "floor", "ceiling", "beam")
+    assert info["prefixes"] and all(p.count(".") >= 1 for p in info["prefixes"])
+    assert 0 < info["filter_fraction"] < 1 and info["admitted"] >= 1
 
 
 def test_boolean_query_with_explain(client: Any, built: MultimodalRetriever) -> None:

@@ -571,7 +571,7 @@ def _explain_summary(hits: list[Hit], total: int) -> dict[str, Any]:
     if first is not None:
         admitted = int(first.get("admitted", 0))
         summary.update(prefixes=[prefix_key(p) for p in first.get("beam", [])], admitted=admitted,
-                       filter_fraction=round(admitted / total, 6) if total else None)
+                       filter_fraction=round(admitted / total, 6) if total else None, stopped=first.get("stopped"))
     summary["scores"] = [{"ref": str(h.id), "score": float(h.score), "vector": _num((h.explain or {}).get("vector_score")),
                           "prefix_prob": _num((h.explain or {}).get("prefix_prob")), "mode": (h.explain or {}).get("mode")} for h in hits]
     return _jsonable(summary)  # type: ignore[no-any-return]

@@ -143,7 +143,7 @@
     const dl = el("dl");
     const add = (k, v) => { dl.append(el("dt", { text: k }), el("dd", {}, typeof v === "string" ? el("code", { text: v }) : v)); };
     add("mode", String(info.mode));
-    if (info.prefixes) add("prefixes admitted", info.prefixes.join("  ") || "(none)");
+    if (info.prefixes) add("prefixes admitted", info.prefixes.join("  ") || (info.stopped === "small" || info.stopped === "unsure" ? "no filter (" + info.stopped + ")" : "(none)"));
     if (info.admitted !== undefined) add("documents admitted", info.admitted + " of " + info.documents + " (" + (100 * (info.filter_fraction || 0)).toFixed(2) + "%)");
     if (info.filter) add("filter", JSON.stringify(info.filter));
     if (info.ranking) add("ranking", String(info.ranking));
