@@ -128,8 +128,7 @@ def admit_by_mass(
 
 def route_width(gen: GenerativeIndex, hybrid: HybridConfig, depth: int) -> int:
     """Beam width that scores every existing prefix of ``depth`` (capped), so the mass is over all of them."""
-    trie = gen.decodable()
-    n = len(trie.prefixes(depth)) if len(trie) else 0
+    n = gen.decodable().num_nodes(depth)  # from the trie's cached level arrays, not a pass over every docid
     return int(min(max(hybrid.beam_size, n), max(hybrid.beam_size, _MAX_ROUTE_BEAM)))
 
 
