@@ -23,7 +23,7 @@ import numpy as np
 
 from .artifacts import BuildArtifacts, append_docid_log, load_build, read_docid_log
 from .filters import Condition, Filter, Match
-from .payload import LibraryFields, tag
+from .payload import LibraryFields, docid_in, tag
 from .store.base import Store
 from .types import F_PREFIXES, RESERVED_KEY, PointId
 
@@ -374,7 +374,7 @@ def _prefix_keys(codes: np.ndarray, radix: np.ndarray) -> np.ndarray:
 
 def docid_of(payload: dict[str, Any], generation: int | None) -> tuple[int, ...]:
     """The docid of a stored point in a generation, or ``()``."""
-    return LibraryFields.of(payload).docid(generation)
+    return docid_in(payload.get(RESERVED_KEY) or {}, generation)
 
 
 __all__ = ["GenerativeIndex", "PointId", "docid_of", "retag", "tag"]
