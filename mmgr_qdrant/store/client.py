@@ -230,23 +230,27 @@ class ClientStore:
         res = self._call(lambda: self.client.count(self.collection, count_filter=to_client_filter(filter), exact=True))
         return int(res.count)
 
-    def query(self, vector: np.ndarray, k: int, filter: Filter | None = None, with_vectors: bool = False) -> list[ScoredRecord]:
+    def query(
+        self, vector: np.ndarray, k: int, filter: Filter | None = None, with_vectors: bool = False, *, acorn: bool = True
+    ) -> list[ScoredRecord]:
         vec = np.asarray(vector, dtype=np.float32).ravel().tolist()
         res = self._call(
             lambda: self.client.query_points(
                 self.collection, query=vec, limit=int(k), query_filter=to_client_filter(filter), with_payload=True, with_vectors=with_vectors,
-                search_params=self._search_params(filter is not None and not filter.is_empty()),
+                search_params=self._search_params(filter is not None and not filter.is_empty() and acorn),
             )
         )
         return [to_scored(p, with_vectors) for p in res.points]
 
-    def query_batch(self, vectors: np.ndarray, k: int, filters: Sequence[Filter | None]) -> list[list[ScoredRecord]]:
+    def query_batch(
+        self, vectors: np.ndarray, k: int, filters: Sequence[Filter | None], *, acorn: bool = True
+    ) -> list[list[ScoredRecord]]:
         m = _models()
         vecs = np.asarray(vectors, dtype=np.float32)
         reqs = [
             m.QueryRequest(
                 query=vecs[i].tolist(), limit=int(k), filter=to_client_filter(f), with_payload=True,
-                params=self._search_params(f is not None and not f.is_empty()),
+                params=self._search_params(f is not None and not f.is_empty() and acorn),
             )
             for i, f in enumerate(filters)
         ]

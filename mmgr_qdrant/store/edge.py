@@ -294,26 +294,31 @@ class EdgeStore:
         qe = _edge()
         return int(self._run(lambda: self.shard.count(qe.CountRequest(exact=True, filter=to_edge_filter(filter)))))
 
-    def query(self, vector: np.ndarray, k: int, filter: Filter | None = None, with_vectors: bool = False) -> list[ScoredRecord]:
+    def query(
+        self, vector: np.ndarray, k: int, filter: Filter | None = None, with_vectors: bool = False, *, acorn: bool = True
+    ) -> list[ScoredRecord]:
         qe = _edge()
         vec = np.asarray(vector, dtype=np.float32).ravel()
         flt = to_edge_filter(filter)
         req = qe.QueryRequest(
             limit=int(k), query=qe.Query.Nearest(vec), filter=flt, with_payload=True, with_vector=with_vectors,
-            params=self._search_params(flt is not None),
+            params=self._search_params(flt is not None and acorn),
         )
         return [to_scored(p, with_vectors) for p in self._run(lambda: self.shard.query(req))]
 
-    def query_batch(self, vectors: np.ndarray, k: int, filters: Sequence[Filter | None]) -> list[list[ScoredRecord]]:
+    def query_batch(
+        self, vectors: np.ndarray, k: int, filters: Sequence[Filter | None], *, acorn: bool = True
+    ) -> list[list[ScoredRecord]]:
         qe = _edge()
         vecs = np.asarray(vectors, dtype=np.float32)
         if len(filters) == 1:  # the engine's batch call costs more than a single query for one vector
-            return [self.query(vecs[0], k, filters[0])]
+            return [self.query(vecs[0], k, filters[0], acorn=acorn)]
         reqs = []
         for i, f in enumerate(filters):
             flt = to_edge_filter(f)
             reqs.append(
-                qe.QueryRequest(limit=int(k), query=qe.Query.Nearest(vecs[i]), filter=flt, with_payload=True, params=self._search_params(flt is not None))
+                qe.QueryRequest(limit=int(k), query=qe.Query.Nearest(vecs[i]), filter=flt, with_payload=True,
+                                params=self._search_params(flt is not None and acorn))
             )
         out = self._run(lambda: self.shard.query_batch(qe.QueryBatchRequest(reqs)))
         return [[to_scored(p, False) for p in rows] for rows in out]
