@@ -190,11 +190,13 @@ class NumpyDecoder:
             cache.v.append(vh)
         return (self._head(0, x[:, -1]) if logits else None), cache
 
-    def path_states(self, queries: np.ndarray, paths: np.ndarray) -> np.ndarray:
-        """Hidden states (b, n, P + T, C), before the final norm, of each query followed by each code path (n, T).
+    def path_states(self, queries: np.ndarray, paths: np.ndarray, positions: Sequence[int]) -> np.ndarray:
+        """Hidden states (b, n, len(positions), C), before the final norm, at ``positions`` of each query
+        followed by each code path (n, T).
 
         One causal pass over whole sequences: the states :meth:`start` and :meth:`step` build one
-        code at a time (position ``P - 1 + t`` gives level ``t``'s logits through :meth:`head`).
+        code at a time (position ``P - 1 + t`` gives level ``t``'s logits through :meth:`head`). The
+        last block runs only at ``positions`` (the others feed nothing after it).
         """
         cfg = self.config
         b, P, C, nh, hd = len(queries), cfg.n_prefix, cfg.n_embd, self.n_head, self.hd
@@ -209,13 +211,16 @@ class NumpyDecoder:
         else:
             x = np.broadcast_to(pre, (b, n, P, C)).reshape(N, L, C)
         causal = self.causal if L == P else np.triu(np.full((L, L), -np.inf, dtype=_F), 1)
-        for blk in self.blocks:
+        last = len(self.blocks) - 1
+        keep = list(positions)
+        for i, blk in enumerate(self.blocks):
             qkv = (_norm(x) @ blk.attn_w + blk.attn_b).reshape(N, L, 3, nh, hd).transpose(2, 0, 3, 1, 4)  # q pre-scaled
-            att = _softmax_last(qkv[0] @ qkv[1].transpose(0, 1, 3, 2) + causal)  # (N, nh, L, L)
-            y = (att @ qkv[2]).transpose(0, 2, 1, 3).reshape(N, L, C)
-            x = x + y @ blk.proj_w + blk.proj_b
+            qh, mask = (qkv[0][:, :, keep], causal[keep]) if i == last else (qkv[0], causal)
+            att = _softmax_last(qh @ qkv[1].transpose(0, 1, 3, 2) + mask)  # (N, nh, L or kept, L)
+            y = (att @ qkv[2]).transpose(0, 2, 1, 3).reshape(N, -1, C)
+            x = (x[:, keep] if i == last else x) + y @ blk.proj_w + blk.proj_b
             x = x + self._mlp(blk, x)
-        return x.reshape(b, n, L, C)
+        return x.reshape(b, n, len(keep), C)
 
     def head(self, level: int, states: np.ndarray) -> np.ndarray:
         """Level ``level``'s logits (..., V) from hidden states (..., C)."""
@@ -411,8 +416,9 @@ def score_prefixes_numpy(decoder: NumpyDecoder, plan: PrefixPlan, queries: np.nd
     b = len(q)
     if len(plan) == 0 or b == 0:
         return np.full((b, len(plan)), -np.inf, dtype=_F)
-    states = decoder.path_states(q, plan.paths) if any(lv.scored for lv in plan.levels) else None
     P = decoder.config.n_prefix
+    scored = [t for t, lv in enumerate(plan.levels) if lv.scored]
+    states = decoder.path_states(q, plan.paths, [P - 1 + t for t in scored]) if scored else None
     score = np.zeros((b, 1), dtype=_F)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         for t, lv in enumerate(plan.levels):
@@ -420,7 +426,7 @@ def score_prefixes_numpy(decoder: NumpyDecoder, plan: PrefixPlan, queries: np.nd
                 score = score[:, lv.parent]
                 continue
             assert states is not None
-            lg = decoder.head(t, states[:, lv.rep, P - 1 + t])[:, lv.parent, lv.code]  # (b, n_next)
+            lg = decoder.head(t, states[:, lv.rep, scored.index(t)])[:, lv.parent, lv.code]  # (b, n_next)
             if len(lv.starts) == 1:
                 m = lg.max(1, keepdims=True)
                 lse = m + np.log(np.exp(lg - m).sum(1, keepdims=True))

@@ -16,7 +16,7 @@ import numpy as np
 from ..config import EngineConfig
 from ..errors import DimensionMismatchError, InputError, MMGRError
 from ..filters import Filter
-from ..types import PointId, normalize_id
+from ..types import F_PREFIXES, PointId, normalize_id
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,12 @@ def index_due(info: IndexInfo, threshold: int | None, default_threshold: int, op
         return info.unindexed > 0
     limit = max(1, default_threshold if threshold is None else int(threshold))
     return info.unindexed >= limit and info.points - optimized_at >= limit
+
+
+QUERY_PAYLOAD_EXCLUDES = (F_PREFIXES,)
+"""Payload fields left out of vector query hits (``Store.query``, ``query_batch``): the library never
+reads the prefix tags back from a hit (they exist for the filter), and they were the dearest part of
+a hit's payload to convert. ``retrieve`` and ``scroll`` return whole payloads."""
 
 
 class Store(Protocol):
