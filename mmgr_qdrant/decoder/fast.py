@@ -157,6 +157,7 @@ class NumpyDecoder:
             )
         self.heads = [_fold(sd["ln_f.weight"], b("ln_f.bias"), w(f"heads.{t}.weight"), b(f"heads.{t}.bias")) for t in range(cfg.n_levels)]
         self.causal = np.triu(np.full((P, P), -np.inf, dtype=_F), 1)  # (P, P) additive mask
+        self._masks: dict[int, np.ndarray] = {P: self.causal}  # (L, L) masks of path_states, by length
 
     def _mlp(self, blk: _Block, x: np.ndarray) -> np.ndarray:
         return _gelu(_norm(x) @ blk.fc_w + blk.fc_b) @ blk.out_w + blk.out_b
@@ -210,7 +211,9 @@ class NumpyDecoder:
             x = np.concatenate([np.broadcast_to(pre, (b, n, P, C)), tok + zx[:, None, None, :C]], axis=2).reshape(N, L, C)
         else:
             x = np.broadcast_to(pre, (b, n, P, C)).reshape(N, L, C)
-        causal = self.causal if L == P else np.triu(np.full((L, L), -np.inf, dtype=_F), 1)
+        causal = self._masks.get(L)
+        if causal is None:
+            causal = self._masks[L] = np.triu(np.full((L, L), -np.inf, dtype=_F), 1)
         last = len(self.blocks) - 1
         keep = list(positions)
         for i, blk in enumerate(self.blocks):
