@@ -50,13 +50,16 @@ def _erf(x: np.ndarray) -> np.ndarray:
     return _ERF[0](x)  # type: ignore[operator,no-any-return]
 
 
-_SQRT_HALF = _F(1.0 / math.sqrt(2.0))
+_SQRT_HALF = 1.0 / math.sqrt(2.0)
 _add = np.add.reduce
 
 
-def _gelu(x: np.ndarray) -> np.ndarray:
-    """torch's exact (erf) GELU."""
-    return (_F(0.5) * x * (_F(1.0) + _erf(x * _SQRT_HALF))).astype(_F, copy=False)
+def _gelu_scaled(u: np.ndarray) -> np.ndarray:
+    """torch's exact (erf) GELU of ``h = sqrt(2) u``, times ``sqrt(2)``: ``u (1 + erf(u))``.
+
+    The two constant factors are folded into the layers around it (``_Block.fc_*`` and ``out_w``).
+    """
+    return u * (_F(1.0) + _erf(u))
 
 
 def _softmax_last(s: np.ndarray) -> np.ndarray:
@@ -73,9 +76,9 @@ class _Block:
     attn_b: np.ndarray  # (3C,)
     proj_w: np.ndarray  # (C, C)
     proj_b: np.ndarray  # (C,)
-    fc_w: np.ndarray  # (C, hidden)
-    fc_b: np.ndarray  # (hidden,)
-    out_w: np.ndarray  # (hidden, C)
+    fc_w: np.ndarray  # (C, hidden), scaled by 1/sqrt(2) for _gelu_scaled
+    fc_b: np.ndarray  # (hidden,), scaled likewise
+    out_w: np.ndarray  # (hidden, C), scaled by 1/sqrt(2)
     out_b: np.ndarray  # (C,)
 
 
@@ -148,11 +151,12 @@ class NumpyDecoder:
             pre = f"blocks.{i}."
             aw, ab = _fold(sd[pre + "ln_1.weight"], b(pre + "ln_1.bias"), w(pre + "attn.c_attn.weight"), b(pre + "attn.c_attn.bias"))
             fw, fb = _fold(sd[pre + "ln_2.weight"], b(pre + "ln_2.bias"), w(pre + "mlp.c_fc.weight"), b(pre + "mlp.c_fc.bias"))
+            fw, fb = (fw * _F(_SQRT_HALF)).astype(_F), (fb * _F(_SQRT_HALF)).astype(_F)  # u = h / sqrt(2): see _gelu_scaled
             self.blocks.append(
                 _Block(
                     (aw * scale).astype(_F), (ab * scale).astype(_F),
                     w(pre + "attn.c_proj.weight"), zeros_if_none(b(pre + "attn.c_proj.bias"), C),
-                    fw, fb, w(pre + "mlp.c_proj.weight"), zeros_if_none(b(pre + "mlp.c_proj.bias"), C),
+                    fw, fb, (w(pre + "mlp.c_proj.weight") * _F(_SQRT_HALF)).astype(_F), zeros_if_none(b(pre + "mlp.c_proj.bias"), C),
                 )
             )
         self.heads = [_fold(sd["ln_f.weight"], b("ln_f.bias"), w(f"heads.{t}.weight"), b(f"heads.{t}.bias")) for t in range(cfg.n_levels)]
@@ -160,7 +164,7 @@ class NumpyDecoder:
         self._masks: dict[int, np.ndarray] = {P: self.causal}  # (L, L) masks of path_states, by length
 
     def _mlp(self, blk: _Block, x: np.ndarray) -> np.ndarray:
-        return _gelu(_norm(x) @ blk.fc_w + blk.fc_b) @ blk.out_w + blk.out_b
+        return _gelu_scaled(_norm(x) @ blk.fc_w + blk.fc_b) @ blk.out_w + blk.out_b
 
     def _head(self, t: int, x: np.ndarray) -> np.ndarray:
         wt, bias = self.heads[t]
