@@ -63,7 +63,7 @@ class GenerativeIndex:
     _counts: tuple[Any, ...] | None = field(default=None, repr=False)  # (trie, {depth: (radix, keys, counts)})
     _fast: tuple[Any, Any] | None = field(default=None, repr=False)  # (decoder, its NumpyDecoder)
     _l1: tuple[Any, ...] | None = field(default=None, repr=False)  # (scheme, centroids (K1, d) | None, |c|^2 (K1,))
-    _plans: tuple[Any, ...] | None = field(default=None, repr=False)  # (decodable trie, {(depth, force): PrefixPlan})
+    _plans: tuple[Any, ...] | None = field(default=None, repr=False)  # (decodable trie, NumpyDecoder, {(depth, force): PrefixPlan})
 
     # Batches up to this size decode with the numpy copy of the decoder (no per-op framework cost);
     # larger ones with torch, whose kernels win once the arrays are big (measured: 1 query 0.36 ms
@@ -246,15 +246,15 @@ class GenerativeIndex:
         from .decoder.fast import as_query_rows, prefix_plan, score_prefixes_numpy
 
         trie = self.decodable()
-        force = check_beam_args(fast.config, trie, beam_size=beam_size, depth=depth, force_prefix=force)
         cached = self._plans
-        plans = cached[1] if cached is not None and cached[0] is trie else {}
-        key = (depth, tuple(force))
+        plans = cached[2] if cached is not None and cached[0] is trie and cached[1] is fast else {}
+        key = (depth, tuple(int(c) for c in force))
         plan = plans.get(key)
-        if plan is None:
-            plan = prefix_plan(trie, depth, force)
-            self._plans = (trie, {**plans, key: plan})  # one tuple, swapped whole: safe for concurrent readers
-        if beam_size < len(plan):
+        if plan is None:  # the arguments are checked once per plan: the trie and decoder are those it was made for
+            check_beam_args(fast.config, trie, beam_size=max(1, beam_size), depth=depth, force_prefix=force)
+            plan = prefix_plan(trie, depth, key[1])
+            self._plans = (trie, fast, {**plans, key: plan})  # one tuple, swapped whole: safe for concurrent readers
+        if beam_size < max(1, len(plan)):  # a beam of 0 is refused by the beam search's own check
             return None
         return plan.prefixes, score_prefixes_numpy(fast, plan, as_query_rows(queries, fast.config.embed_dim))
 
