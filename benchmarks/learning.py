@@ -12,13 +12,15 @@ string used to train or tune anything):
   train/test by a hash of the string.
 
 Rows per set: dense; IVF at the hybrid's filter fraction (nearest level-1 centroids); hybrid and
-generative before learning (calibrated mass rule, and hybrid with the earlier fixed 5% budget);
-hybrid and generative after learning the train queries and ``retrain()``; query memory (the nearest
+generative before learning (calibrated mass rule; hybrid with the earlier fixed 5% budget; hybrid
+that filters every query, even those it is unsure of); hybrid and generative after learning the
+train queries and ``retrain()``, and hybrid after learning without the learned query expansion
+(the router's share alone); query memory (the nearest
 training queries' relevant documents ranked by cosine); recommend (Qdrant's average-vector
 recommendation from the nearest training queries' positives: the mean of the positives' vectors,
 no negatives). Figures: P@10, R@100, mean filter fraction, ratios against dense of the same run.
 
-    python benchmarks/learning.py --json
+    python -m benchmarks.learning --json [--sets fmnist-text,clipart] [--scale 100000 --scale-pairs 10000]
 """
 
 from __future__ import annotations
@@ -200,10 +202,13 @@ def run_set(
         from dataclasses import replace
 
         mass_cfg = r.config
-        r.config = mass_cfg.with_(hybrid=replace(mass_cfg.hybrid, admission="fixed", max_fraction=0.05))
+        r.index.config = mass_cfg.with_(hybrid=replace(mass_cfg.hybrid, admission="fixed", max_fraction=0.05))
         fixed, ffrac = run_mode("hybrid")
         results["hybrid_fixed5_before"] = (*scores(qs, fixed), ffrac)
-        r.config = mass_cfg
+        r.index.config = mass_cfg.with_(hybrid=replace(mass_cfg.hybrid, when_unsure="route"))  # every query filtered
+        routed, rfrac = run_mode("hybrid")
+        results["hybrid_before_route_unsure"] = (*scores(qs, routed), rfrac)
+        r.index.config = mass_cfg
         if qs.train is not None and qs.train_labels is not None:
             rng = np.random.default_rng(0)
             relevant = []
@@ -219,11 +224,16 @@ def run_set(
             results["hybrid_after"] = (*scores(qs, hyb_a), frac_a)
             gen_a, _ = run_mode("generative")
             results["generative_after"] = (*scores(qs, gen_a), float("nan"))
+            r.index.config = mass_cfg.with_(hybrid=replace(mass_cfg.hybrid, query_expansion=False))  # the router's share alone
+            hyb_r, frac_r = run_mode("hybrid")
+            results["hybrid_after_no_expansion"] = (*scores(qs, hyb_r), frac_r)
+            r.index.config = mass_cfg
+            out["memory"] = r.index.generative.info.get("memory") if r.index.generative else None
             for t in after_priors:  # the centroid prior flattened, so the learned decoder weighs more in routing
-                r.config = mass_cfg.with_(hybrid=replace(mass_cfg.hybrid, prior_temperature=t))
+                r.index.config = mass_cfg.with_(hybrid=replace(mass_cfg.hybrid, prior_temperature=t))
                 hyb_t, frac_t = run_mode("hybrid")
                 results[f"hybrid_after_prior{t:g}"] = (*scores(qs, hyb_t), frac_t)
-            r.config = mass_cfg
+            r.index.config = mass_cfg
             sims = qs.test @ qs.train.T  # (t, q)
             mem, rec = [], []
             for i in range(len(qs.test)):
@@ -246,16 +256,53 @@ def run_set(
     figures[qs.name] = out
 
 
+def retrain_at_scale(n: int, n_pairs: int, train_s: float, figures: dict[str, Any], log: list[tuple[str, Any]]) -> None:
+    """Time ``learn`` + ``retrain()`` of ``n_pairs`` pairs into a built index of ``n`` clustered 512-d vectors.
+
+    Queries are noisy copies of documents' topics, 10 relevant documents each (the documents
+    nearest the query); the retrain uses the library's defaults (it continues from the built
+    decoder), the build before it gets ``train_s`` seconds of training.
+    """
+    from benchmarks.retrieval import _VectorsOnly, synthetic
+    from mmgr_qdrant import MultimodalRetriever
+
+    d, per = 512, 10
+    x = synthetic(n + n_pairs // per, d, seed=5)
+    docs, queries = x[:n], x[n:]
+    with tempfile.TemporaryDirectory() as tmp:
+        r = MultimodalRetriever.create("scale", path=tmp, encoder=_VectorsOnly(d))
+        ids = list(r.add_embeddings(docs, modality="image", ids=list(range(n)), batch_size=4096))
+        t0 = time.perf_counter()
+        r.build(time_budget_s=train_s)
+        build_s = time.perf_counter() - t0
+        relevant = []
+        for b in range(0, len(queries), 256):
+            sims = queries[b : b + 256] @ docs.T
+            relevant += [[ids[j] for j in np.argsort(-row)[:per]] for row in sims]
+        t1 = time.perf_counter()
+        learned = r.learn(queries, relevant, kind="vector")
+        t2 = time.perf_counter()
+        report_ = r.retrain()
+        t3 = time.perf_counter()
+        r.close()
+    out = {"n_docs": n, "learned_pairs": learned, "build_s": round(build_s, 1), "learn_s": round(t2 - t1, 1),
+           "retrain_s": round(t3 - t2, 1), "retrain_train_s": round(report_.train_s, 1), "train_stop": report_.train.get("stop_reason")}
+    figures["scale"] = out
+    log.append((f"learn {learned} pairs into {n} docs: learn / retrain (train) s", f"{out['learn_s']} / {out['retrain_s']} ({out['retrain_train_s']})"))
+
+
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--train-s", type=float, default=90.0, help="decoder training budget of each build/retrain (seconds)")
     p.add_argument("--image-queries", type=int, default=300)
     p.add_argument("--sets", default="fmnist-text,fmnist-image,clipart")
     p.add_argument("--after-prior", default="", help="also hybrid after learning with these prior temperatures (comma-separated)")
+    p.add_argument("--scale", type=int, default=0, help="also time learning --scale-pairs pairs into this many synthetic documents")
+    p.add_argument("--scale-pairs", type=int, default=10_000)
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     enc = load_encoder("lit:default")
-    wanted = set(args.sets.split(","))
+    wanted = set(args.sets.split(",")) - {""}
     sets = [s for s in fmnist_sets(enc, args.image_queries) if s.name in wanted]
     if "clipart" in wanted:
         sets.append(clipart_set(enc))
@@ -265,6 +312,9 @@ def main() -> None:
         start = len(rows)
         run_set(qs, enc, args.train_s, rows, figures, tuple(float(t) for t in args.after_prior.split(",") if t))
         print(f"[{qs.name} done: {figures[qs.name]['seconds']} s]", *(f"  {a}: {b}" for a, b in rows[start:]), sep="\n", flush=True)
+    if args.scale:
+        retrain_at_scale(args.scale, args.scale_pairs, args.train_s, figures, rows)
+        print(*rows[-1], flush=True)
     report("learning from queries (held-out phrasings)", rows, figures, args.json)
 
 

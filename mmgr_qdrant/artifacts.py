@@ -1,7 +1,8 @@
 """What ``build()`` produces, saved with the index: atomically, checksummed, in generations.
 
 A build is one zip bundle (``build-<generation>.zip``: ``info.json``, ``scheme.json``,
-``scheme.npz``, ``trie.npz``, ``decoder.pt``) stored through the store's blob area (files beside
+``scheme.npz``, ``trie.npz``, ``decoder.pt``, ``extra.npz``: the router's likeness centres and,
+when queries were learned, the query memory) stored through the store's blob area (files beside
 the Edge shard, or the ``<collection>__mmgr`` companion collection on a server). A small manifest
 (``build.json``: generation, blob name, sha256) is written *after* the bundle, so a reader sees the
 old build or the new one, never half of one; an interrupted build leaves the previous one in use.
@@ -40,6 +41,7 @@ class BuildArtifacts:
     decoder: bytes
     info: dict[str, Any] = field(default_factory=dict)
     generation: int = 0
+    extra_arrays: dict[str, np.ndarray] = field(default_factory=dict)  # the router's likeness centres, the query memory
 
 
 def _npz(arrays: dict[str, np.ndarray]) -> bytes:
@@ -63,6 +65,8 @@ def pack(art: BuildArtifacts) -> bytes:
         z.writestr("scheme.npz", _npz(art.scheme_arrays))
         z.writestr("trie.npz", _npz(art.trie_arrays))
         z.writestr("decoder.pt", art.decoder)
+        if art.extra_arrays:
+            z.writestr("extra.npz", _npz(art.extra_arrays))
     return buf.getvalue()
 
 
@@ -87,6 +91,7 @@ def unpack(data: bytes, where: str) -> BuildArtifacts:
                 decoder=z.read("decoder.pt"),
                 info=info,
                 generation=int(info.get("generation", 0)),
+                extra_arrays=_from_npz(z.read("extra.npz")) if "extra.npz" in z.namelist() else {},
             )
     except ArtifactError:
         raise

@@ -44,6 +44,19 @@ class HybridConfig:
             while their documents fit in ``max_fraction`` (for comparison).
         mass_target: calibrated probability mass the admitted prefixes must reach (``"mass"`` rule).
         min_fraction: the floor of the ``"mass"`` rule, as a share of the corpus.
+        query_expansion: after queries were learned (``learn``/``feedback`` and a retrain), move a
+            query close to learned ones towards the documents they found relevant before ranking
+            (``mmgr_qdrant/memory.py``; its weight and coverage are fitted at build time). ``False``
+            ranks by the query's own vector.
+        dense_share: when the floor alone admits at least this share of the collection (with the
+            defaults, a collection of 2,048 documents or fewer), hybrid search skips the prefix
+            filter and searches every document: exact search of a small collection costs little
+            more, and a filter there only risks recall. 1.0: only when the floor is the whole collection.
+        when_unsure: ``"dense"`` (default): a query the router cannot place (less document-like
+            than 99% of the documents against the raw level-1 centres, ``GenerativeIndex.likeness``,
+            and near no learned query: a text query of an image-only index before any learning, an
+            image of a style never indexed) is searched without the prefix filter, like
+            ``mode="dense"``. ``"route"`` filters every query.
     """
 
     beam_size: int = 64
@@ -55,10 +68,17 @@ class HybridConfig:
     admission: str = "mass"
     mass_target: float = 0.9
     min_fraction: float = 0.0
+    query_expansion: bool = True
+    dense_share: float = 0.125
+    when_unsure: str = "dense"
 
     def __post_init__(self) -> None:
         if self.admission not in ("mass", "fixed"):
             raise ConfigError(f"HybridConfig.admission is {self.admission!r}; use 'mass' or 'fixed'.")
+        if self.when_unsure not in ("dense", "route"):
+            raise ConfigError(f"HybridConfig.when_unsure is {self.when_unsure!r}; use 'dense' or 'route'.")
+        if not 0.0 < self.dense_share <= 1.0:
+            raise ConfigError(f"HybridConfig.dense_share is {self.dense_share!r}; use a share of the collection in (0, 1].")
         if not 0.0 < self.mass_target <= 1.0:
             raise ConfigError(f"HybridConfig.mass_target is {self.mass_target!r}; use a probability in (0, 1].")
         if not 0.0 <= self.min_fraction <= 1.0 or not 0.0 < self.max_fraction <= 1.0:

@@ -23,6 +23,7 @@ import numpy as np
 
 from .artifacts import BuildArtifacts, append_docid_log, load_build, read_docid_log
 from .filters import Condition, Filter, Match
+from .memory import QueryMemory
 from .payload import LibraryFields, docid_in, tag
 from .store.base import Store
 from .types import F_PREFIXES, RESERVED_KEY, PointId
@@ -59,6 +60,8 @@ class GenerativeIndex:
     generation: int
     used: TieBreakState
     info: dict[str, Any] = field(default_factory=dict)
+    memory: QueryMemory | None = None  # learned query expansion (memory.py); None without learned pairs
+    centres: tuple[np.ndarray, np.ndarray] | None = None  # raw level-1 centres (K, d) and their modality (K,): likeness
     _decodable: DocidTrie | None = field(default=None, repr=False)
     _counts: tuple[Any, ...] | None = field(default=None, repr=False)  # (trie, {depth: (radix, keys, counts)})
     _fast: tuple[Any, Any] | None = field(default=None, repr=False)  # (decoder, its NumpyDecoder)
@@ -90,7 +93,10 @@ class GenerativeIndex:
         scheme = scheme_from_state(art.scheme_params, art.scheme_arrays)
         decoder = load_checkpoint(art.decoder, device=device)
         trie = DocidTrie.from_arrays(art.trie_arrays)
-        return cls(scheme, decoder, trie, art.generation, used_from_sorted(trie.codes), dict(art.info))
+        extra = art.extra_arrays
+        memory = QueryMemory.from_saved(extra, dict(art.info.get("memory") or {}))
+        centres = (extra["likeness_centres"], extra["likeness_modalities"]) if "likeness_centres" in extra else None
+        return cls(scheme, decoder, trie, art.generation, used_from_sorted(trie.codes), dict(art.info), memory, centres)
 
     @classmethod
     def load(cls, store: Store, device: str | None = None, *, scan: bool | None = None, index_id: str | None = None) -> GenerativeIndex | None:
@@ -343,6 +349,25 @@ class GenerativeIndex:
                 mine = prefixes[:, :, 0] == m
                 prior[mine] = np.take_along_axis(g, c1, axis=1)[mine]
         return prior.astype(np.float32, copy=False)
+
+    def likeness(self, queries: np.ndarray, modality: int | None = None) -> np.ndarray | None:
+        """How document-like each query is, ``(b,)``: ``max_j q . c_j / |c_j|^2`` over the raw level-1 centres.
+
+        ``c_j`` is the plain mean of the documents of level-1 code ``j`` (of ``modality``, or of
+        any with ``None``), in the encoder's own space: a document scores about 1 against its own
+        centre, and a query off the documents' distribution far less: a text query of an
+        image-only index (the modality gap, which the scheme's per-modality centring would remove),
+        an image of a style never indexed. ``None`` for builds made before it was saved.
+        """
+        if self.centres is None:
+            return None
+        cents, mods = self.centres
+        if modality is not None:
+            cents = cents[mods == modality]
+        if len(cents) == 0:
+            return None
+        q = np.asarray(queries, dtype=np.float32).reshape(len(queries), -1)
+        return (q @ cents.T / np.maximum((cents * cents).sum(1), 1e-12)).max(1)  # (b,)
 
     def _level1(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """The level-1 centroids, their transpose and squared norms, computed once per scheme."""

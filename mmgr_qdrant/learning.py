@@ -29,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .errors import ArtifactError, InputError, NotFoundError
+from .memory import QueryMemory, fit_memory
 from .store.base import Store, normalize_id, unit_rows
 from .types import PointId
 
@@ -297,6 +298,7 @@ class TrainingPlan:
         cal_queries / cal_docids: the held-out slice the router's temperature is fitted on.
         n_learned: learned pairs used for training.
         n_learned_held_out: learned pairs kept for calibration instead.
+        memory / memory_info: the learned query expansion (``mmgr_qdrant/memory.py``) and its fit.
     """
 
     queries: np.ndarray
@@ -309,6 +311,8 @@ class TrainingPlan:
     cal_docids: np.ndarray
     n_learned: int
     n_learned_held_out: int
+    memory: QueryMemory | None = None
+    memory_info: dict[str, Any] | None = None
 
 
 def training_plan(
@@ -353,6 +357,7 @@ def training_plan(
         cal_q.append(pairs.queries[qidx[held]])
         cal_d.append(docids[rows[held]])
     lq, lr, lw = pairs.queries[qidx[~held]], rows[~held], w[~held]
+    memory, memory_info = fit_memory(pairs.queries, qidx, rows, pairs.weights[ok], vecs, seed=seed)  # all learned pairs
     queries = np.concatenate([bq[keep], lq]).astype(np.float32)
     targets = np.concatenate([bt[keep], docids[lr]]).astype(np.int64)
     doc_index = np.concatenate([bi[keep], lr]).astype(np.int64)
@@ -364,6 +369,7 @@ def training_plan(
     return TrainingPlan(
         queries, targets, doc_index, weights, mix, np.asarray(buckets, np.int64),
         np.concatenate(cal_q).astype(np.float32), np.concatenate(cal_d).astype(np.int64), len(lr), int(held.sum()),
+        memory, memory_info,
     )
 
 

@@ -38,10 +38,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-StopReason = Literal["mass", "floor", "ceiling", "beam"]
+StopReason = Literal["mass", "floor", "ceiling", "beam", "unsure", "small"]
 _GRID = np.exp(np.linspace(np.log(0.02), np.log(50.0), 81))  # temperatures tried by the fit
 _MIN_CALIBRATION = 20  # fewer held-out pairs than this keep T = 1
 _MAX_ROUTE_BEAM = 1024
+_LIKENESS_QUANTILE = 0.01  # min_likeness: this quantile of the documents' own likeness
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,9 @@ class Admission:
         confidence: calibrated probability of the most likely prefix.
         reason: ``"mass"`` (the mass target was reached), ``"floor"`` (the mass was reached but
             the floor asked for more documents), ``"ceiling"`` (the next prefix would pass the
-            ceiling), ``"beam"`` (no prefixes left).
+            ceiling), ``"beam"`` (no prefixes left), ``"unsure"`` (the query is off the documents'
+            distribution and no learned query is near it) and ``"small"`` (the floor alone is
+            ``dense_share`` of the collection): no filter, every document is searched.
         temperature: the calibration temperature used.
         floor / ceiling: the document bounds applied.
     """
@@ -70,6 +73,12 @@ class Admission:
     temperature: float
     floor: float
     ceiling: float
+    likeness: float | None = None
+
+    @property
+    def unfiltered(self) -> bool:
+        """The router stood aside: search every document (dense), ranked by the vector alone."""
+        return self.reason in ("unsure", "small")
 
     def explain(self) -> dict[str, Any]:
         """The figures ``search(..., explain=True)`` attaches to a hybrid hit."""
@@ -77,6 +86,7 @@ class Admission:
             "admitted": self.n_admitted, "mass": round(self.mass, 4), "confidence": round(self.confidence, 4),
             "stopped": self.reason, "temperature": round(self.temperature, 4), "floor": int(self.floor),
             "ceiling": int(self.ceiling), "prefixes": len(self.pairs),
+            **({"likeness": round(self.likeness, 4)} if self.likeness is not None else {}),
         }
 
 
@@ -139,13 +149,27 @@ def temperature_of(gen: GenerativeIndex) -> float:
     return float((gen.info.get("routing") or {}).get("temperature", 1.0))
 
 
+def min_likeness_of(gen: GenerativeIndex) -> float | None:
+    """The document-likeness below which a query is off the documents' distribution (``None``: never)."""
+    value = (gen.info.get("routing") or {}).get("min_likeness")
+    return None if value is None else float(value)
+
+
 def admit_batch(
-    gen: GenerativeIndex, vecs: np.ndarray, hybrid: HybridConfig, *, k: int, modality: int | None
+    gen: GenerativeIndex, vecs: np.ndarray, hybrid: HybridConfig, *, k: int, modality: int | None,
+    covered: np.ndarray | None = None,
 ) -> tuple[int, list[Admission]]:
     """Route ``vecs`` (b, d) and admit prefixes for each by the configured rule.
 
     ``hybrid.admission == "fixed"`` keeps the rule of earlier versions (the most likely
     prefixes while their documents fit in ``max(max_fraction * N, min_candidates)``), for comparison.
+
+    No filter at all (every document searched, by the vector alone) in two cases: the floor is at
+    least ``hybrid.dense_share`` of the collection (``"small"``: filtering would save little and
+    only risk recall), or, with ``hybrid.when_unsure == "dense"``, the query is less document-like
+    than ``min_likeness`` (the build's 1st percentile of the documents' own likeness,
+    ``GenerativeIndex.likeness``) and not ``covered`` (near a learned query, ``QueryMemory``):
+    ``"unsure"``.
 
     Returns:
         The filter depth and one :class:`Admission` per query.
@@ -162,16 +186,32 @@ def admit_batch(
             out.append(Admission(pairs, p.tolist(), n, 1.0, float(p[0]) if len(p) else 0.0, "ceiling", 1.0, float(k), budget))
         return depth, out
     temperature = temperature_of(gen)
+    floor_ = float(max(hybrid.min_fraction * n_docs, hybrid.min_candidates, k))
+    if floor_ >= hybrid.dense_share * n_docs:
+        return depth, [Admission([], [], n_docs, 0.0, 0.0, "small", temperature, floor_, float(n_docs)) for _ in range(len(vecs))]
+    like = gen.likeness(vecs, modality)
+    bound = min_likeness_of(gen)
+    unsure = np.zeros(len(vecs), bool)
+    if hybrid.when_unsure == "dense" and like is not None and bound is not None:
+        unsure = like < bound
+        if covered is not None:
+            unsure &= ~covered
     beams = gen.route(
         vecs, beam_size=route_width(gen, hybrid, depth), depth=depth, modality=modality, temperature=hybrid.prior_temperature
     )
-    return depth, admit_beams(gen, beams, n_docs=n_docs, k=k, hybrid=hybrid, temperature=temperature)
+    admitted = admit_beams(gen, beams, n_docs=n_docs, k=k, hybrid=hybrid, temperature=temperature, likeness=like)
+    return depth, [
+        Admission([], [], n_docs, 0.0, 0.0, "unsure", temperature, floor_, float(n_docs), a.likeness) if unsure[i] else a
+        for i, a in enumerate(admitted)
+    ]
 
 
 def admit_beams(
-    gen: GenerativeIndex, beams: BeamResult, *, n_docs: int, k: int, hybrid: HybridConfig, temperature: float
+    gen: GenerativeIndex, beams: BeamResult, *, n_docs: int, k: int, hybrid: HybridConfig, temperature: float,
+    likeness: np.ndarray | None = None,
 ) -> list[Admission]:
-    """:func:`admit_by_mass` for every query of ``beams`` at once, in array code.
+    """:func:`admit_by_mass` for every query of ``beams`` at once, in array code (``likeness``: each
+    query's ``GenerativeIndex.likeness``, kept on its admission).
 
     The same rule and the same figures as the loop (tests compare them): cumulative documents and
     mass per prefix, the first prefix that meets a stop condition, and Python objects only for the
@@ -212,8 +252,37 @@ def admit_beams(
         out.append(Admission(
             kept, p[i, :end].tolist(), int(docs_after[i, end - 1]) if end else 0, float(mass_after[i, end - 1]) if end else 0.0,
             float(p[i, 0]) if n_valid[i] else 0.0, reason, float(temperature), floor, ceiling,
+            None if likeness is None else float(likeness[i]),
         ))
     return out
+
+
+def level1_centres(vecs: np.ndarray, docids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The raw mean vector of each (modality, level-1 code) group of documents ``(K, d)``, and its modality ``(K,)``."""
+    keys, group = np.unique(np.asarray(docids)[:, :2], axis=0, return_inverse=True)
+    group = group.reshape(-1)
+    sums = np.zeros((len(keys), vecs.shape[1]), np.float64)
+    for s in range(0, len(vecs), 65_536):  # blocks: no float64 copy of a million vectors
+        np.add.at(sums, group[s : s + 65_536], np.asarray(vecs[s : s + 65_536], np.float64))
+    counts = np.bincount(group, minlength=len(keys)).astype(np.float64)
+    return (sums / counts[:, None]).astype(np.float32), keys[:, 0].astype(np.int64)
+
+
+def fit_likeness(gen: GenerativeIndex, vecs: np.ndarray, modalities: np.ndarray, *, sample: int = 20_000, seed: int = 0) -> float | None:
+    """``min_likeness``: the 1st percentile of (a sample of) the documents' likeness under their own modality."""
+    rng = np.random.default_rng(seed + 31)
+    rows = np.sort(rng.choice(len(vecs), min(sample, len(vecs)), replace=False)) if len(vecs) else np.zeros(0, np.int64)
+    if len(rows) < _MIN_CALIBRATION:
+        return None
+    like = np.full(len(rows), np.nan, np.float32)
+    mods = np.asarray(modalities)[rows]
+    for m in np.unique(mods).tolist():
+        at = mods == m
+        got = gen.likeness(np.asarray(vecs[rows[at]], np.float32), int(m))
+        if got is None:
+            return None
+        like[at] = got
+    return round(float(np.quantile(like, _LIKENESS_QUANTILE)), 4)
 
 
 def fit_temperature(
@@ -250,4 +319,7 @@ def fit_temperature(
     return {"temperature": best_t, "n_calibration": len(scores), "nll": round(best_nll, 4), "top1": round(top1, 4)}
 
 
-__all__ = ["Admission", "admit_batch", "admit_beams", "admit_by_mass", "calibrated", "fit_temperature", "route_width", "temperature_of"]
+__all__ = [
+    "Admission", "admit_batch", "admit_beams", "admit_by_mass", "calibrated", "fit_likeness", "fit_temperature", "level1_centres",
+    "min_likeness_of", "route_width", "temperature_of",
+]

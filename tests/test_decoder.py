@@ -399,3 +399,20 @@ def test_scoring_every_prefix_equals_a_beam_that_holds_them_all(bias: bool) -> N
         for i in range(len(q)):
             by_prefix = {tuple(p): s for p, s in ref.query(i)}
             np.testing.assert_allclose(got[i], [by_prefix[tuple(p)] for p in plan.prefixes.tolist()], atol=1e-4)
+
+
+def test_training_continues_from_an_initial_decoder(
+    data: tuple[Clusters, np.ndarray, np.ndarray], trained: tuple[DocidDecoder, TrainReport]
+) -> None:
+    """A retrain starts from the given decoder: one short epoch keeps what it knew; a fresh start does not."""
+    _, x, codes = data
+    model, _ = trained
+    config = model.config
+    kw = {"config": config, "epochs": 1, "batch_size": 1600, "lr": 1e-6, "val_fraction": 0.1, "seed": 3}
+    _, rep = train_decoder(x, codes, init=model, **kw)
+    _, cold_rep = train_decoder(x, codes, **kw)
+    assert rep.val_level_accuracy[1] >= 0.95 and cold_rep.val_level_accuracy[1] < 0.5
+    # a decoder of another shape cannot seed this one: training starts from scratch, no error
+    other = DecoderConfig(DIM, tuple(v + 1 for v in config.vocab_sizes), **TINY)
+    fresh, fresh_rep = train_decoder(x, codes, init=model, **{**kw, "config": other})
+    assert fresh.config == other and fresh_rep.val_level_accuracy[1] < 0.5

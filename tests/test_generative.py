@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +85,14 @@ def test_explain_shows_beam_and_vector_scores(shared_built: Any) -> None:
     hit = r.search(vector=x[3], k=3, explain=True)[0]
     assert hit.explain["mode"] in ("hybrid", "dense-fallback")
     assert "vector_score" in hit.explain
-    if hit.explain["mode"] == "hybrid":
-        assert 0 <= hit.explain["prefix_prob"] <= 1 and hit.explain["beam"]
+    if hit.explain["mode"] == "hybrid" and hit.explain["stopped"] not in ("small", "unsure"):
+        assert 0 < hit.explain["prefix_prob"] <= 1 and hit.explain["beam"]
+    else:  # no filter: the vector's own score
+        assert hit.explain["prefix_prob"] == 0 and hit.score == hit.explain["vector_score"]
+    routed = MultimodalRetriever(r.store, r.config.with_(hybrid=replace(r.config.hybrid, dense_share=1.0, min_candidates=0)), r.encoder)
+    hit = routed.search(vector=x[3], k=3, explain=True)[0]
+    assert hit.explain["mode"] == "hybrid" and hit.explain["stopped"] in ("mass", "floor", "ceiling", "beam")
+    assert 0 < hit.explain["prefix_prob"] <= 1 and hit.explain["beam"]
 
 
 def test_small_result_sets_fall_back_to_dense(shared_built: Any) -> None:

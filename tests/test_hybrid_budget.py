@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -60,17 +61,60 @@ def test_budget_prior_and_counts(tmp_path: Path, tiny_encoder: Any) -> None:
 
 
 def test_small_collections_get_a_candidate_floor(tmp_path: Path, tiny_encoder: Any) -> None:
-    """Below min_candidates / max_fraction documents the filter admits at least min_candidates."""
-    r = MultimodalRetriever.create("floor", path=tmp_path, encoder=tiny_encoder, decoder_params={"epochs": 2})
+    """Below min_candidates / max_fraction documents the filter admits at least min_candidates; smaller
+    still (the floor a dense_share of the collection), hybrid searches every document."""
+    r = MultimodalRetriever.create("floor", path=tmp_path, encoder=tiny_encoder, decoder_params={"epochs": 2}, hybrid={"dense_share": 1.0})
     x = clustered(r.config.dim, n_clusters=10, per=40)
     ids = list(r.add_embeddings(x, modality="image"))
     r.build()
     hc = r.config.hybrid
+    small = MultimodalRetriever(r.store, r.config.with_(hybrid=replace(hc, dense_share=0.5)), r.encoder)
     for i in range(0, len(ids), 41):
         hy = r.search(vector=x[i], k=10, explain=True)
         # the budget is min_candidates (prefixes are whole, so a little under it), far over 5% of 400
         assert hc.max_fraction * len(ids) < 2 * len(ids) // 10 <= hy[0].explain["admitted"] <= hc.min_candidates
-        assert [h.id for h in hy][:5] == [h.id for h in r.search(vector=x[i], k=5, mode="dense")]
+        dense = r.search(vector=x[i], k=10, mode="dense")
+        assert [h.id for h in hy][:5] == [h.id for h in dense][:5]
+        # 256 candidates are over half of 400 documents: no filter at all, the dense ranking exactly
+        everything = small.search(vector=x[i], k=10, explain=True)
+        assert everything[0].explain["stopped"] == "small" and everything[0].explain["admitted"] == len(ids)
+        assert [(h.id, h.score) for h in everything] == [(h.id, h.score) for h in dense]
     with pytest.raises(ConfigError, match="unknown field"):
         MultimodalRetriever.create("bad", path=tmp_path, encoder=tiny_encoder, hybrid={"beams": 3})
     r.close()
+
+
+def test_queries_off_the_documents_distribution_are_searched_unfiltered(tmp_path: Path, tiny_encoder: Any) -> None:
+    """A query unlike every document (the modality gap before learning) gets no filter; documents do."""
+    r = MultimodalRetriever.create(
+        "unsure", path=tmp_path, encoder=tiny_encoder, decoder_params={"epochs": 2}, hybrid={"min_candidates": 0}
+    )
+    x = clustered(r.config.dim)
+    r.add_embeddings(x, modality="image")
+    r.build()
+    gen = r.index.generative
+    bound = gen.info["routing"]["min_likeness"]
+    like = gen.likeness(x, 1)
+    assert bound is not None and np.mean(like >= bound) >= 0.98  # the 1st percentile of the documents
+    rng = np.random.default_rng(5)
+    far = rng.normal(size=(20, r.config.dim)).astype(np.float32)  # random directions: like no document
+    far /= np.linalg.norm(far, axis=1, keepdims=True)
+    assert (gen.likeness(far, 1) < bound).all()
+    routed = MultimodalRetriever(r.store, r.config.with_(hybrid=replace(r.config.hybrid, when_unsure="route")), r.encoder)
+    for q in far[:5]:
+        hits = r.search(vector=q, k=10, explain=True)
+        assert hits[0].explain["stopped"] == "unsure" and hits[0].explain["admitted"] == len(x)
+        assert [(h.id, h.score) for h in hits] == [(h.id, h.score) for h in r.search(vector=q, k=10, mode="dense")]
+        assert routed.search(vector=q, k=10, explain=True)[0].explain["stopped"] != "unsure"
+    sure = [r.search(vector=v, k=10, explain=True)[0].explain for v in x[::97]]
+    assert np.mean([e["stopped"] not in ("unsure", "small") for e in sure]) >= 0.9
+    assert np.mean([e["admitted"] for e in sure]) <= 0.1 * len(x)
+    r.close()
+
+
+@pytest.mark.parametrize("bad", [{"when_unsure": "maybe"}, {"dense_share": 0.0}, {"dense_share": 1.5}])
+def test_bad_unsure_settings(bad: dict[str, Any]) -> None:
+    from mmgr_qdrant.config import HybridConfig
+
+    with pytest.raises(ConfigError):
+        HybridConfig(**bad)

@@ -173,7 +173,8 @@ def test_build_without_pairs_and_fixed_rule(filled: tuple[MultimodalRetriever, l
     """An index nobody taught builds and searches as before; the earlier fixed budget is still reachable."""
     from dataclasses import replace
 
-    r, ids = filled
+    base, ids = filled
+    r = MultimodalRetriever(base.store, base.config.with_(hybrid=replace(base.config.hybrid, min_candidates=0)), base.encoder)
     r.build(epochs=3)
     assert r.index.generative is not None and r.index.generative.info["learned_pairs"] == 0
     q = _corpus()[17]
@@ -232,3 +233,59 @@ def test_learned_vector_queries_keep_their_direction_at_huge_scale(filled: tuple
     assert r.learn([q], [[ids[0]]], kind="vector") == 1
     stored = load_pairs(r.store, DIM).queries[0]
     np.testing.assert_allclose(stored[:2], [2**-0.5, 2**-0.5], rtol=1e-5)
+
+
+def _ambiguous_world(seed: int = 3) -> tuple[np.ndarray, np.ndarray, Callable[[int, int], np.ndarray]]:
+    """Documents in 8 clusters, and vector "phrasings" of cluster c that point between c and c + 1."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(8, DIM))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    labels = rng.integers(0, 8, 400)
+    docs = centres[labels] + 0.6 * rng.normal(size=(400, DIM)) / np.sqrt(DIM)
+    gap = rng.normal(size=DIM) / np.sqrt(DIM)
+
+    def phrasings(c: int, n: int) -> np.ndarray:
+        q = 0.5 * centres[c] + 0.5 * centres[(c + 1) % 8] + gap + 0.3 * rng.normal(size=(n, DIM)) / np.sqrt(DIM)
+        return (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
+
+    return (docs / np.linalg.norm(docs, axis=1, keepdims=True)).astype(np.float32), labels, phrasings
+
+
+def test_learned_queries_expand_hybrid_search_and_survive_reopen(
+    connect: Callable[..., dict[str, Any]], tiny_encoder: Any, backend: str
+) -> None:
+    """A new phrasing near learned ones is ranked towards what they found relevant; far queries are not moved."""
+    from dataclasses import replace
+
+    docs, labels, phrasings = _ambiguous_world()
+    r = MultimodalRetriever.create("expand", encoder=tiny_encoder, **connect())
+    ids = list(r.add_embeddings(docs, modality="image", ids=list(range(400))))
+    r.build(epochs=2)
+    rng = np.random.default_rng(0)
+    queries = np.concatenate([phrasings(c, 5) for c in range(8)])
+    relevant = [[ids[i] for i in rng.choice(np.flatnonzero(labels == c), 15, replace=False)] for c in range(8) for _ in range(5)]
+    r.learn(queries, relevant, kind="vector")
+    r.retrain(epochs=2)
+    gen = r.index.generative
+    assert gen is not None and gen.memory is not None and len(gen.memory) == 40 and gen.memory.weight > 0
+    assert gen.info["memory"]["weight"] == gen.memory.weight
+    fresh = phrasings(2, 1)[0]
+    plain = MultimodalRetriever(r.store, r.config.with_(hybrid=replace(r.config.hybrid, query_expansion=False)), r.encoder)
+
+    def precision(retriever: MultimodalRetriever) -> float:
+        hits = retriever.search(vector=fresh, k=10, explain=True)
+        return float(np.mean([labels[h.id] == 2 for h in hits]))
+
+    hit = r.search(vector=fresh, k=1, explain=True)[0]
+    assert hit.explain is not None and hit.explain["expansion"]["nearest_learned"] >= gen.memory.min_sim
+    assert precision(r) >= precision(plain) + 0.3
+    assert (plain.search(vector=fresh, k=1, explain=True)[0].explain or {})["expansion"]["weight"] == 0.0
+    if backend == "edge":  # the memory is part of the saved build
+        weight = gen.memory.weight
+        r.close()
+        r = MultimodalRetriever.open("expand", encoder=tiny_encoder, **connect())
+        again = r.index.generative
+        assert again is not None and again.memory is not None and again.memory.weight == weight
+        plain = MultimodalRetriever(r.store, r.config.with_(hybrid=replace(r.config.hybrid, query_expansion=False)), r.encoder)
+        assert precision(r) >= precision(plain) + 0.3
+    r.close()

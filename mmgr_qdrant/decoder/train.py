@@ -211,6 +211,7 @@ def train_decoder(
     mix: np.ndarray | None = None,
     mix_prob: float = 0.5,
     doc_buckets: np.ndarray | None = None,
+    init: DocidDecoder | None = None,
 ) -> tuple[DocidDecoder, TrainReport]:
     """Train a :class:`DocidDecoder` on ``queries[i] -> targets[i]`` pairs.
 
@@ -245,6 +246,8 @@ def train_decoder(
         mix_prob: chance that a ``mix`` pair is interpolated in a step.
         doc_buckets: (n,) level-1 code of each row of ``doc_vectors``: the contrastive term gets one
             hard negative per pair, another document of the target's bucket.
+        init: a trained decoder to start from (a retrain: same docids, new pairs); used when its
+            config equals the one for this data, else training starts from scratch.
 
     Returns:
         The trained model (eval mode, best epoch's weights) and a :class:`TrainReport`.
@@ -264,7 +267,7 @@ def train_decoder(
         raise InputError(f"mix must be a bool array of shape ({m},) and needs doc_vectors and doc_index; pass them together.")
     if doc_buckets is not None and (doc_vectors is None or np.shape(doc_buckets) != (len(doc_vectors),)):
         raise InputError("doc_buckets must hold one bucket per row of doc_vectors; pass doc_vectors with it.")
-    extras = (weights, mix, mix_prob, doc_buckets)
+    extras = (weights, mix, mix_prob, doc_buckets, init)
     _m, d = queries.shape
     L = targets.shape[1]
     if config is None:
@@ -319,10 +322,10 @@ def _train(
     seed: int,
     progress: ProgressCallback,
     t0: float,
-    extras: tuple[np.ndarray | None, np.ndarray | None, float, np.ndarray | None] = (None, None, 0.0, None),
+    extras: tuple[np.ndarray | None, np.ndarray | None, float, np.ndarray | None, DocidDecoder | None] = (None, None, 0.0, None, None),
 ) -> tuple[DocidDecoder, TrainReport]:
     m, d = queries.shape
-    weights, mix, mix_prob, doc_buckets = extras
+    weights, mix, mix_prob, doc_buckets, init = extras
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     gen = torch.Generator(device=dev).manual_seed(seed)
@@ -349,6 +352,10 @@ def _train(
     q_val, y_val = Q[torch.as_tensor(val_idx, device=dev)], Y[torch.as_tensor(val_idx, device=dev)]
 
     model = DocidDecoder(config).to(dev)
+    if init is not None and init.config == config:  # a retrain: start from the decoder the docids were trained with
+        model.load_state_dict(init.state_dict())
+    elif init is not None:
+        log.info("the previous decoder's config %s differs from %s: training from scratch", init.config, config)
     model.train()
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]

@@ -18,6 +18,8 @@ from ..types import BuildReport, PointId
 from ._common import logger
 from .state import Index
 
+RETRAIN_BUDGET_S = 90.0  # default training budget of a retrain (it starts from the current decoder)
+
 
 class Builder:
     """Building, rebuilding and retraining an index's generative side."""
@@ -32,7 +34,7 @@ class Builder:
         """Fit (``refit``) or keep the docids, train the decoder, save the build and switch to it."""
         from ..decoder import DocidTrie, save_checkpoint, train_decoder
         from ..docids import add_tiebreak, docid_stats, get_scheme
-        from ..routing import fit_temperature
+        from ..routing import fit_likeness, fit_temperature, level1_centres
 
         index = self.index
         config = index.config
@@ -66,27 +68,35 @@ class Builder:
             vocab = list(scheme.codebook_sizes()) + [max(64, 2 * (int(docids[:, -1].max()) + 1))]  # room for later tie-breaks
             params.update({k: v for k, v in (("epochs", epochs), ("time_budget_s", time_budget_s)) if v is not None})
             # Without a budget from the call or decoder_params, training stops after 4 minutes (best
-            # epoch kept), so a build of 100k vectors stays in minutes on a 2-core CPU.
-            params.setdefault("time_budget_s", 240.0)
+            # epoch kept), so a build of 100k vectors stays in minutes on a 2-core CPU; a retrain,
+            # which continues from the current decoder, after 90 seconds.
+            params.setdefault("time_budget_s", 240.0 if refit or old is None else RETRAIN_BUDGET_S)
             decoder, train = train_decoder(
                 plan.queries, plan.targets, doc_vectors=vecs, doc_index=plan.doc_index, vocab_sizes=vocab, seed=seed, progress=report,
-                weights=plan.weights, mix=plan.mix, doc_buckets=plan.buckets, **params,
+                weights=plan.weights, mix=plan.mix, doc_buckets=plan.buckets,
+                init=None if refit or old is None else old.decoder, **params,  # a retrain continues from the current decoder
             )
             t3 = time.perf_counter()
             if refit or old is None:
                 self._write_docids(ids, docids, metas, generation, report)
             trie = DocidTrie(docids)
+            centres = level1_centres(vecs, docids)
+            fresh = GenerativeIndex(scheme, decoder, trie, generation, {}, {}, None, centres)
+            routing = {**fit_temperature(fresh, plan.cal_queries, plan.cal_docids, config.hybrid),
+                       "min_likeness": fit_likeness(fresh, vecs, mods, seed=seed)}
             info = {"n_docs": n, "n_pairs": len(plan.queries), "trained_at": time.time(), "docid_stats": stats.as_dict(),
                     "train": train.to_dict(), "scheme": config.docid_scheme, "index_id": config.index_id, "learned_pairs": plan.n_learned,
-                    "routing": fit_temperature(GenerativeIndex(scheme, decoder, trie, generation, {}, {}), plan.cal_queries,
-                                               plan.cal_docids, config.hybrid)}
+                    "routing": routing}
+            if plan.memory_info is not None:
+                info["memory"] = plan.memory_info
             log_seq = last_log_seq(index.store)
             info["docid_log_seq"] = log_seq  # the docid log up to here is inside this trie
             scheme_params, scheme_arrays = scheme.state()
-            save_build(index.store, BuildArtifacts(scheme_params, scheme_arrays, trie.to_arrays(), save_checkpoint(decoder), info, generation))
+            extra = {"likeness_centres": centres[0], "likeness_modalities": centres[1], **(plan.memory.arrays() if plan.memory is not None else {})}
+            save_build(index.store, BuildArtifacts(scheme_params, scheme_arrays, trie.to_arrays(), save_checkpoint(decoder), info, generation, extra))
             prune_docid_log(index.store, generation, log_seq)
             index.store.flush()
-            gen = GenerativeIndex(scheme, decoder, trie, generation, {}, info)
+            gen = GenerativeIndex(scheme, decoder, trie, generation, {}, info, plan.memory, centres)
             gen.sync(index.store)
             index.swap(gen)  # the switch for this process's searches
             index.store.ensure_index(threshold=0)  # the engine's HNSW over the built collection (EngineConfig.hnsw)

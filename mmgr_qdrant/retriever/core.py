@@ -561,8 +561,11 @@ class MultimodalRetriever:
         """Retrain the decoder on the current corpus, keeping every docid as it is.
 
         Use it when documents added since the build are found by their prefixes but the decoder
-        has not learned them (see :meth:`stats`, ``staleness``). Documents that have no docid in the
-        current generation (added by a retriever opened before the build) get one from the frozen scheme.
+        has not learned them, or queries were learned since (see :meth:`stats`, ``staleness``).
+        Documents that have no docid in the current generation (added by a retriever opened before
+        the build) get one from the frozen scheme. Training continues from the current decoder and,
+        without ``time_budget_s`` here or in ``decoder_params``, stops after 90 seconds (a build's
+        is 240).
 
         Raises:
             NotBuiltError: the index was never built.

@@ -126,6 +126,8 @@ class Search:
             results = self._dense(vecs, wide, flt, explain)
         elif chosen == "generative":
             gen = self.index.require_built("mode='generative'")
+            if gen.memory is not None and self.index.config.hybrid.query_expansion:  # the decoder reads the expanded query too
+                vecs, _ = gen.memory.expand(vecs)
             results = [self._generative(gen, v, wide, modality, flt, explain) for v in vecs]
         else:
             assert gen is not None
@@ -205,12 +207,17 @@ class Search:
         store = self.index.store
         hc = self.index.config.hybrid
         g = gen.generation
-        depth, admissions = admit_batch(gen, vecs, hc, k=k, modality=_modality_code(modality))
+        # A query near learned ones moves towards the documents they found relevant (memory.py); the
+        # router and the ranking both read the moved vector.
+        memory = gen.memory
+        ranking, nearest = memory.expand(vecs, weight=None if hc.query_expansion else 0.0) if memory is not None else (vecs, None)
+        covered = nearest >= memory.min_sim if memory is not None and nearest is not None else None  # near a learned query
+        depth, admissions = admit_batch(gen, ranking, hc, k=k, modality=_modality_code(modality), covered=covered)
         filters: list[Filter | None] = []
         probs: list[dict[tuple[int, ...], float]] = []
         for adm in admissions:
-            if not adm.pairs:
-                filters.append(_MATCH_NOTHING)
+            if adm.unfiltered or not adm.pairs:  # unfiltered: the router cannot place this query; every document, by the vector alone
+                filters.append(flt if adm.unfiltered else _MATCH_NOTHING)
                 probs.append({})
                 continue
             prefixes = [pre for pre, _ in adm.pairs]
@@ -219,9 +226,11 @@ class Search:
             probs.append(dict(zip(prefixes, (p / p.sum()).tolist())))
             filters.append(all_of(gen.prefix_filter(prefixes), flt))
         # the prefix filter alone needs no ACORN: its documents lie around the query (EngineConfig.hybrid_acorn)
-        results = store.query_batch(vecs, k, filters, acorn=flt is not None or self.index.config.engine.hybrid_acorn)
+        results = store.query_batch(ranking, k, filters, acorn=flt is not None or self.index.config.engine.hybrid_acorn)
         out: list[list[Hit]] = []
         for i, rows in enumerate(results):
+            learned = {"expansion": {"weight": memory.weight if hc.query_expansion else 0.0, "nearest_learned": round(float(nearest[i]), 4),
+                                     "min_sim": memory.min_sim}} if memory is not None and nearest is not None and explain else {}
             hits = []
             for r in rows:
                 f = hit_fields(r.payload, g)
@@ -229,11 +238,11 @@ class Search:
                 p_hit = probs[i].get(prefix, 0.0)
                 score = r.score + hc.fusion_weight * p_hit
                 info = {"mode": "hybrid", "vector_score": r.score, "prefix": prefix, "prefix_prob": p_hit,
-                        "beam": [list(pre) for pre in probs[i]], **admissions[i].explain()} if explain else None
+                        "beam": [list(pre) for pre in probs[i]], **admissions[i].explain(), **learned} if explain else None
                 hits.append(_hit(r, score, info, g, f))
             if len(hits) < k:  # too few documents behind the prefixes: fill up from dense search
                 seen = {h.id for h in hits}
-                for r in store.query(vecs[i], k, flt):
+                for r in store.query(ranking[i], k, flt):
                     if r.id not in seen and len(hits) < k:
                         hits.append(_hit(r, r.score, {"mode": "dense-fallback", "vector_score": r.score} if explain else None, gen.generation))
             hits.sort(key=lambda h: -h.score)
