@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import InputError
 from .types import RESERVED_KEY, PointId, normalize_id, prefix_key
@@ -107,10 +107,7 @@ class LibraryFields:
 
     def docid(self, generation: int | None) -> tuple[int, ...]:
         """The docid this point has in ``generation``, or ``()``."""
-        if generation is None:
-            return ()
-        codes = self.docids.get(str(generation))
-        return tuple(int(c) for c in codes) if codes else ()
+        return docid_in({"docids": self.docids}, generation)
 
     def with_docid(self, generation: int, docid: Sequence[int]) -> LibraryFields:
         """These fields with ``docid`` as the docid of ``generation``.
@@ -132,6 +129,44 @@ class LibraryFields:
     def docid_dict(self) -> dict[str, Any]:
         """Only the docid fields, for a partial payload write."""
         return {"docids": {str(g): [int(c) for c in codes] for g, codes in self.docids.items()}, "prefixes": list(self.prefixes)}
+
+
+def docid_in(meta: Mapping[str, Any], generation: int | None) -> tuple[int, ...]:
+    """The docid of ``generation`` in a stored ``_mmgr`` object, or ``()`` (``LibraryFields.docid``)."""
+    if generation is None:
+        return ()
+    docids = meta.get("docids")
+    codes = docids.get(str(generation)) if docids else None
+    return tuple(int(c) for c in codes) if codes else ()
+
+
+class HitFields(NamedTuple):
+    """What a search hit shows of a stored payload (the ``Hit`` fields of the same names)."""
+
+    user: dict[str, Any]
+    modality: str
+    uri: str | None
+    text: str | None
+    links: tuple[PointId, ...]
+    t: float | None
+    video: str | None
+    docid: tuple[int, ...]
+
+
+def hit_fields(payload: Mapping[str, Any], generation: int | None) -> HitFields:
+    """:func:`split` reduced to what a hit shows, read straight from the payload.
+
+    The same values as ``split`` and :class:`LibraryFields` give (tests compare them) at a fraction
+    of the cost: search builds one of these per hit, and a full :class:`LibraryFields` took about
+    as long as the engine's query for ten hits.
+    """
+    meta = payload.get(RESERVED_KEY) or {}
+    text, links, t, video = meta.get("text"), meta.get("links"), meta.get("t"), meta.get("video")
+    return HitFields(
+        {k: v for k, v in payload.items() if k != RESERVED_KEY}, str(meta.get("modality", "")), meta.get("uri"),
+        text if text is not None else meta.get("caption"), tuple(read_link(x) for x in links) if links else (),
+        None if t is None else float(t), None if video is None else str(video), docid_in(meta, generation),
+    )
 
 
 def split(payload: Mapping[str, Any]) -> tuple[dict[str, Any], LibraryFields]:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -33,6 +33,7 @@ import numpy as np
 from .config import HybridConfig
 
 if TYPE_CHECKING:
+    from .decoder import BeamResult
     from .generative import GenerativeIndex
 
 logger = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ def calibrated(scores: np.ndarray, temperature: float) -> np.ndarray:
     z = np.asarray(scores, np.float64) / max(float(temperature), 1e-6)
     finite = np.isfinite(z)
     top = np.where(finite, z, -np.inf).max(-1, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)  # a row without a finite score: all zeros, no warning
     e = np.where(finite, np.exp(np.where(finite, z - top, 0.0)), 0.0)
     return e / np.maximum(e.sum(-1, keepdims=True), 1e-300)
 
@@ -138,8 +140,7 @@ def admit_by_mass(
 
 def route_width(gen: GenerativeIndex, hybrid: HybridConfig, depth: int) -> int:
     """Beam width that scores every existing prefix of ``depth`` (capped), so the mass is over all of them."""
-    trie = gen.decodable()
-    n = len(trie.prefixes(depth)) if len(trie) else 0
+    n = gen.decodable().num_nodes(depth)  # from the trie's cached level arrays, not a pass over every docid
     return int(min(max(hybrid.beam_size, n), max(hybrid.beam_size, _MAX_ROUTE_BEAM)))
 
 
@@ -198,17 +199,62 @@ def admit_batch(
     beams = gen.route(
         vecs, beam_size=route_width(gen, hybrid, depth), depth=depth, modality=modality, temperature=hybrid.prior_temperature
     )
+    admitted = admit_beams(gen, beams, n_docs=n_docs, k=k, hybrid=hybrid, temperature=temperature, likeness=like)
+    return depth, [
+        Admission([], [], n_docs, 0.0, 0.0, "unsure", temperature, floor_, float(n_docs), a.likeness) if unsure[i] else a
+        for i, a in enumerate(admitted)
+    ]
+
+
+def admit_beams(
+    gen: GenerativeIndex, beams: BeamResult, *, n_docs: int, k: int, hybrid: HybridConfig, temperature: float,
+    likeness: np.ndarray | None = None,
+) -> list[Admission]:
+    """:func:`admit_by_mass` for every query of ``beams`` at once, in array code (``likeness``: each
+    query's ``GenerativeIndex.likeness``, kept on its admission).
+
+    The same rule and the same figures as the loop (tests compare them): cumulative documents and
+    mass per prefix, the first prefix that meets a stop condition, and Python objects only for the
+    prefixes kept (the router scores every prefix; the rule usually keeps a few).
+    """
+    b, w = beams.scores.shape
+    if b == 0:
+        return []
+    valid = beams.valid
+    n_valid = valid.sum(1)
+    prefixes, raw = beams.prefixes, beams.scores
+    if not (valid == (np.arange(w) < n_valid[:, None])).all():  # valid pairs first, as BeamResult.query lists them
+        order = np.argsort(~valid, axis=1, kind="stable")
+        prefixes, raw = np.take_along_axis(prefixes, order[:, :, None], axis=1), np.take_along_axis(raw, order, axis=1)
+    inside = np.arange(w) < n_valid[:, None]
+    scores = np.where(inside, raw.astype(np.float64), -np.inf)
+    p = calibrated(scores, temperature)
+    depth = prefixes.shape[2]
+    counts = np.where(inside, gen.prefix_counts(prefixes.reshape(b * w, depth)).reshape(b, w), 0)
+    floor = float(max(hybrid.min_fraction * n_docs, hybrid.min_candidates, k))
+    ceiling = float(max(hybrid.max_fraction * n_docs, floor))
+    mass_after = np.cumsum(p, axis=1)  # sequential float64 sums, as the loop adds them
+    mass_before = np.concatenate([np.zeros((b, 1)), mass_after[:, :-1]], axis=1)
+    docs_after = np.cumsum(counts, axis=1)
+    docs_before = docs_after - counts
+    stop_mass = (docs_before >= floor) & (mass_before >= hybrid.mass_target)
+    stop = (stop_mass | ((docs_before >= k) & (docs_after > ceiling))) & inside
+    stopped = stop.any(1)
+    ends = np.where(stopped, stop.argmax(1), n_valid).tolist()
     out = []
-    for i in range(len(vecs)):
-        li = None if like is None else float(like[i])
-        if unsure[i]:
-            out.append(Admission([], [], n_docs, 0.0, 0.0, "unsure", temperature, floor_, float(n_docs), li))
-            continue
-        pairs = beams.query(i)
-        counts = gen.prefix_counts(np.asarray([pre for pre, _ in pairs], np.int64).reshape(len(pairs), depth)).tolist()
-        adm = admit_by_mass(pairs, counts, n_docs=n_docs, k=k, hybrid=hybrid, temperature=temperature)
-        out.append(replace(adm, likeness=li))
-    return depth, out
+    for i, end in enumerate(ends):
+        reason: StopReason
+        if end and (stopped[i] and stop_mass[i, end] or not stopped[i] and mass_after[i, end - 1] >= hybrid.mass_target):
+            reason = "floor" if mass_before[i, end - 1] >= hybrid.mass_target else "mass"
+        else:
+            reason = "ceiling" if stopped[i] else "beam"
+        kept = [(tuple(pre), sc) for pre, sc in zip(prefixes[i, :end].tolist(), raw[i, :end].tolist())]
+        out.append(Admission(
+            kept, p[i, :end].tolist(), int(docs_after[i, end - 1]) if end else 0, float(mass_after[i, end - 1]) if end else 0.0,
+            float(p[i, 0]) if n_valid[i] else 0.0, reason, float(temperature), floor, ceiling,
+            None if likeness is None else float(likeness[i]),
+        ))
+    return out
 
 
 def level1_centres(vecs: np.ndarray, docids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -274,7 +320,6 @@ def fit_temperature(
 
 
 __all__ = [
-    "Admission", "admit_batch", "admit_by_mass", "calibrated", "fit_likeness", "fit_temperature", "level1_centres", "min_likeness_of",
-    "route_width",
-    "temperature_of",
+    "Admission", "admit_batch", "admit_beams", "admit_by_mass", "calibrated", "fit_likeness", "fit_temperature", "level1_centres",
+    "min_likeness_of", "route_width", "temperature_of",
 ]

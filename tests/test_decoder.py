@@ -369,6 +369,38 @@ def test_numpy_router_equals_the_torch_path(bias: bool) -> None:
         beam_search_numpy(fast, DocidTrie(codes[:, :3]), q, beam_size=8, depth=2)
 
 
+@pytest.mark.parametrize("bias", [True, False])
+def test_scoring_every_prefix_equals_a_beam_that_holds_them_all(bias: bool) -> None:
+    """``score_prefixes_numpy`` gives every existing prefix the score the numpy beam search gives it
+    when its beam holds every prefix (it prunes nothing then), with and without a forced start."""
+    from mmgr_qdrant.decoder.fast import prefix_plan, score_prefixes_numpy
+
+    torch.manual_seed(4)
+    cfg = DecoderConfig(embed_dim=DIM, vocab_sizes=(3, 16, 16, 64), n_layer=2, n_head=4, n_embd=64, n_prefix=2, bias=bias)
+    model = DocidDecoder(cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    rng = np.random.default_rng(1)
+    codes = np.stack([rng.integers(0, 2, 500), *(rng.integers(0, v, 500) for v in (16, 16, 64))], 1)  # code 2 of level 0 unused
+    trie = DocidTrie(codes)
+    fast = NumpyDecoder(model)
+    q = rng.normal(size=(7, DIM)).astype(np.float32)
+    for depth, force in [(1, ()), (2, ()), (2, (1,)), (3, ()), (3, (0,)), (3, (0, 5)), (2, (2,)), (4, (1, 3, 7))]:
+        plan = prefix_plan(trie, depth, force)
+        want = {tuple(p) for p in trie.prefixes(depth).tolist() if tuple(p[: len(force)]) == force}
+        assert [tuple(p) for p in plan.prefixes.tolist()] == sorted(want)
+        got = score_prefixes_numpy(fast, plan, q)
+        assert got.shape == (len(q), len(want))
+        if not want:
+            continue
+        ref = beam_search_numpy(fast, trie, q, beam_size=len(want), depth=depth, force_prefix=force)
+        assert ref.valid.all()
+        for i in range(len(q)):
+            by_prefix = {tuple(p): s for p, s in ref.query(i)}
+            np.testing.assert_allclose(got[i], [by_prefix[tuple(p)] for p in plan.prefixes.tolist()], atol=1e-4)
+
+
 def test_training_continues_from_an_initial_decoder(
     data: tuple[Clusters, np.ndarray, np.ndarray], trained: tuple[DocidDecoder, TrainReport]
 ) -> None:

@@ -210,7 +210,7 @@ def test_interrupted_build_keeps_previous_generation(built: Any, monkeypatch: py
     assert [h.id for h in reopened.search(vector=x[2], k=5)] == before
 
 
-def test_decode_and_route_use_the_numpy_router_with_the_same_results(shared_built: Any) -> None:
+def test_decode_and_route_use_the_numpy_router_with_the_same_results(shared_built: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Single queries route through the numpy decoder, large batches through torch: same prefixes and scores."""
     from mmgr_qdrant.decoder import beam_search
 
@@ -223,8 +223,21 @@ def test_decode_and_route_use_the_numpy_router_with_the_same_results(shared_buil
     assert (small.prefixes == ref.prefixes).all() and (small.valid == ref.valid).all()
     np.testing.assert_allclose(small.scores[small.valid], ref.scores[ref.valid], atol=1e-4)
     hc = r.config.hybrid
-    batch = gen.route(q, beam_size=hc.beam_size, depth=2, modality=1, temperature=hc.prior_temperature)  # 20 > FAST_MAX_BATCH: torch
-    for i in (0, 7, 19):
-        one = gen.route(q[i : i + 1], beam_size=hc.beam_size, depth=2, modality=1, temperature=hc.prior_temperature)
-        assert [p for p, _ in one.query(0)] == [p for p, _ in batch.query(i)]
-        np.testing.assert_allclose([s for _, s in one.query(0)], [s for _, s in batch.query(i)], atol=1e-4)
+    # single queries score every prefix directly (the beam would hold them all), batches beam-search in torch
+    for modality, beam in [(1, hc.beam_size), (None, hc.beam_size), (None, 4), (None, 1024)]:
+        with monkeypatch.context() as m:
+            m.setattr(gen, "EVERY_MAX_BATCH", 0)  # 20 > FAST_MAX_BATCH: torch beam search
+            batch = gen.route(q, beam_size=beam, depth=2, modality=modality, temperature=hc.prior_temperature)
+        every = gen.route(q, beam_size=beam, depth=2, modality=modality, temperature=hc.prior_temperature)  # numpy, every prefix
+        assert (every.valid == batch.valid).all() and (every.prefixes == batch.prefixes).all()
+        np.testing.assert_allclose(every.scores[every.valid], batch.scores[batch.valid], atol=1e-4)
+        for i in (0, 7, 19):
+            one = gen.route(q[i : i + 1], beam_size=beam, depth=2, modality=modality, temperature=hc.prior_temperature)
+            assert one.prefixes.shape == batch.prefixes[i : i + 1].shape and (one.valid == batch.valid[i]).all()
+            assert [p for p, _ in one.query(0)] == [p for p, _ in batch.query(i)]
+            np.testing.assert_allclose([s for _, s in one.query(0)], [s for _, s in batch.query(i)], atol=1e-4)
+        for depth in (1, 2, 3):
+            every = gen.decode(q[:2], beam_size=1024, depth=depth, modality=modality)
+            ref = beam_search(gen.decoder, gen.decodable(), q[:2], beam_size=1024, depth=depth, force_prefix=() if modality is None else (modality,))
+            assert (every.valid == ref.valid).all() and (every.prefixes[every.valid] == ref.prefixes[ref.valid]).all()
+            np.testing.assert_allclose(every.scores[every.valid], ref.scores[ref.valid], atol=1e-4)

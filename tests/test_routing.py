@@ -81,3 +81,39 @@ def test_explain_fields() -> None:
 def test_bad_hybrid_settings(bad: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
         HybridConfig(**bad)  # type: ignore[arg-type]
+
+
+class _Counts:
+    """The one part of a ``GenerativeIndex`` admission reads: documents per prefix (the prefix's last code)."""
+
+    def __init__(self, counts: np.ndarray) -> None:
+        self.counts = counts
+
+    def prefix_counts(self, prefixes: np.ndarray) -> np.ndarray:
+        return self.counts[prefixes[:, -1]]
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_batched_admission_equals_the_loop(seed: int) -> None:
+    """``admit_beams`` (array code, every query at once) keeps what ``admit_by_mass`` keeps, for the same reason."""
+    from mmgr_qdrant.decoder import BeamResult
+    from mmgr_qdrant.routing import admit_beams
+
+    rng = np.random.default_rng(seed)
+    b, w = 5, int(rng.integers(1, 40))
+    counts = rng.integers(0, 300, w)
+    order = np.stack([rng.permutation(w) for _ in range(b)])
+    scores = np.sort(rng.normal(0, float(rng.uniform(0.1, 6)), (b, w)), axis=1)[:, ::-1].astype(np.float32)
+    n_valid = rng.integers(0, w + 1, b)
+    valid = np.arange(w) < n_valid[:, None]
+    scores[~valid] = -np.inf
+    beams = BeamResult(np.stack([np.zeros_like(order), np.where(valid, order, 0)], axis=2), scores, valid)
+    hc = HybridConfig(mass_target=float(rng.uniform(0.3, 1.0)), min_fraction=float(rng.uniform(0, 0.05)),
+                      max_fraction=float(rng.uniform(0.01, 1.0)), min_candidates=int(rng.integers(0, 500)))
+    k, t = int(rng.integers(1, 30)), float(rng.uniform(0.05, 5))
+    got = admit_beams(_Counts(counts), beams, n_docs=N, k=k, hybrid=hc, temperature=t)  # type: ignore[arg-type]
+    for i, a in enumerate(got):
+        pairs = beams.query(i)
+        want = admit_by_mass(pairs, [int(counts[p[-1]]) for p, _ in pairs], n_docs=N, k=k, hybrid=hc, temperature=t)
+        assert (a.pairs, a.n_admitted, a.reason, a.floor, a.ceiling) == (want.pairs, want.n_admitted, want.reason, want.floor, want.ceiling)
+        assert a.probs == pytest.approx(want.probs) and a.mass == pytest.approx(want.mass) and a.confidence == pytest.approx(want.confidence)

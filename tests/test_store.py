@@ -54,6 +54,21 @@ def test_query_returns_nearest_first(store: Store) -> None:
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 
 
+def test_query_hits_leave_out_the_prefix_tags_and_acorn_changes_no_result(store: Store) -> None:
+    """Query hits carry every payload field but the prefix tags (``QUERY_PAYLOAD_EXCLUDES``); retrieve keeps them.
+    A filter searched without ACORN (``acorn=False``) finds what it finds with it."""
+    vecs = _fill(store)
+    flt = Filter(must=(Match(F_PREFIXES, ("1.3", "0.2")),))
+    for hits in (store.query(vecs[7], 5), store.query_batch(vecs[:2], 5, [None, flt])[1]):
+        assert hits and all(set(h.payload) == {"i", "tag", "_mmgr"} and set(h.payload["_mmgr"]) == {"modality"} for h in hits)
+    assert "prefixes" in store.retrieve([7])[0].payload["_mmgr"]
+    for v in vecs[:4]:
+        assert [h.id for h in store.query(v, 5, flt, acorn=False)] == [h.id for h in store.query(v, 5, flt)]
+    assert [[h.id for h in row] for row in store.query_batch(vecs[:3], 4, [flt] * 3, acorn=False)] == [
+        [h.id for h in row] for row in store.query_batch(vecs[:3], 4, [flt] * 3)
+    ]
+
+
 def test_filters_translate_the_same_on_both(store: Store) -> None:
     vecs = _fill(store)
     allowed = {i for i in range(30) if i % 2 == 1 and i % 5 in (1, 3)}

@@ -63,7 +63,6 @@ def _as_queries(queries: np.ndarray | torch.Tensor, dim: int, device: torch.devi
     return q.to(device=device, dtype=torch.float32)
 
 
-@torch.inference_mode()
 def check_beam_args(cfg: DecoderConfig, trie: DocidTrie, *, beam_size: int, depth: int, force_prefix: Sequence[int]) -> list[int]:
     """Check a beam search's arguments against the decoder's config and the trie; returns the forced codes.
 
@@ -93,6 +92,7 @@ def check_beam_args(cfg: DecoderConfig, trie: DocidTrie, *, beam_size: int, dept
     return force
 
 
+@torch.inference_mode()
 def beam_search(
     model: DocidDecoder,
     trie: DocidTrie,

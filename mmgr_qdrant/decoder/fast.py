@@ -50,13 +50,16 @@ def _erf(x: np.ndarray) -> np.ndarray:
     return _ERF[0](x)  # type: ignore[operator,no-any-return]
 
 
-_SQRT_HALF = _F(1.0 / math.sqrt(2.0))
+_SQRT_HALF = 1.0 / math.sqrt(2.0)
 _add = np.add.reduce
 
 
-def _gelu(x: np.ndarray) -> np.ndarray:
-    """torch's exact (erf) GELU."""
-    return (_F(0.5) * x * (_F(1.0) + _erf(x * _SQRT_HALF))).astype(_F, copy=False)
+def _gelu_scaled(u: np.ndarray) -> np.ndarray:
+    """torch's exact (erf) GELU of ``h = sqrt(2) u``, times ``sqrt(2)``: ``u (1 + erf(u))``.
+
+    The two constant factors are folded into the layers around it (``_Block.fc_*`` and ``out_w``).
+    """
+    return u * (_F(1.0) + _erf(u))
 
 
 def _softmax_last(s: np.ndarray) -> np.ndarray:
@@ -73,9 +76,9 @@ class _Block:
     attn_b: np.ndarray  # (3C,)
     proj_w: np.ndarray  # (C, C)
     proj_b: np.ndarray  # (C,)
-    fc_w: np.ndarray  # (C, hidden)
-    fc_b: np.ndarray  # (hidden,)
-    out_w: np.ndarray  # (hidden, C)
+    fc_w: np.ndarray  # (C, hidden), scaled by 1/sqrt(2) for _gelu_scaled
+    fc_b: np.ndarray  # (hidden,), scaled likewise
+    out_w: np.ndarray  # (hidden, C), scaled by 1/sqrt(2)
     out_b: np.ndarray  # (C,)
 
 
@@ -148,18 +151,20 @@ class NumpyDecoder:
             pre = f"blocks.{i}."
             aw, ab = _fold(sd[pre + "ln_1.weight"], b(pre + "ln_1.bias"), w(pre + "attn.c_attn.weight"), b(pre + "attn.c_attn.bias"))
             fw, fb = _fold(sd[pre + "ln_2.weight"], b(pre + "ln_2.bias"), w(pre + "mlp.c_fc.weight"), b(pre + "mlp.c_fc.bias"))
+            fw, fb = (fw * _F(_SQRT_HALF)).astype(_F), (fb * _F(_SQRT_HALF)).astype(_F)  # u = h / sqrt(2): see _gelu_scaled
             self.blocks.append(
                 _Block(
                     (aw * scale).astype(_F), (ab * scale).astype(_F),
                     w(pre + "attn.c_proj.weight"), zeros_if_none(b(pre + "attn.c_proj.bias"), C),
-                    fw, fb, w(pre + "mlp.c_proj.weight"), zeros_if_none(b(pre + "mlp.c_proj.bias"), C),
+                    fw, fb, (w(pre + "mlp.c_proj.weight") * _F(_SQRT_HALF)).astype(_F), zeros_if_none(b(pre + "mlp.c_proj.bias"), C),
                 )
             )
         self.heads = [_fold(sd["ln_f.weight"], b("ln_f.bias"), w(f"heads.{t}.weight"), b(f"heads.{t}.bias")) for t in range(cfg.n_levels)]
         self.causal = np.triu(np.full((P, P), -np.inf, dtype=_F), 1)  # (P, P) additive mask
+        self._masks: dict[int, np.ndarray] = {P: self.causal}  # (L, L) masks of path_states, by length
 
     def _mlp(self, blk: _Block, x: np.ndarray) -> np.ndarray:
-        return _gelu(_norm(x) @ blk.fc_w + blk.fc_b) @ blk.out_w + blk.out_b
+        return _gelu_scaled(_norm(x) @ blk.fc_w + blk.fc_b) @ blk.out_w + blk.out_b
 
     def _head(self, t: int, x: np.ndarray) -> np.ndarray:
         wt, bias = self.heads[t]
@@ -190,6 +195,44 @@ class NumpyDecoder:
             cache.v.append(vh)
         return (self._head(0, x[:, -1]) if logits else None), cache
 
+    def path_states(self, queries: np.ndarray, paths: np.ndarray, positions: Sequence[int]) -> np.ndarray:
+        """Hidden states (b, n, len(positions), C), before the final norm, at ``positions`` of each query
+        followed by each code path (n, T).
+
+        One causal pass over whole sequences: the states :meth:`start` and :meth:`step` build one
+        code at a time (position ``P - 1 + t`` gives level ``t``'s logits through :meth:`head`). The
+        last block runs only at ``positions`` (the others feed nothing after it).
+        """
+        cfg = self.config
+        b, P, C, nh, hd = len(queries), cfg.n_prefix, cfg.n_embd, self.n_head, self.hd
+        n, T = paths.shape
+        L, N = P + T, b * n
+        q = queries / np.maximum(np.sqrt(_add(queries * queries, axis=1, keepdims=True)), _F(1e-12))
+        zx = q @ self.qz_w + self.qz_b  # (b, C + P*C)
+        pre = zx[:, None, C:].reshape(b, 1, P, C) + self.prefix_pos  # (b, 1, P, C)
+        if T:
+            tok = np.stack([self.level_tok[t][paths[:, t]] for t in range(T)], axis=1)  # (n, T, C)
+            x = np.concatenate([np.broadcast_to(pre, (b, n, P, C)), tok + zx[:, None, None, :C]], axis=2).reshape(N, L, C)
+        else:
+            x = np.broadcast_to(pre, (b, n, P, C)).reshape(N, L, C)
+        causal = self._masks.get(L)
+        if causal is None:
+            causal = self._masks[L] = np.triu(np.full((L, L), -np.inf, dtype=_F), 1)
+        last = len(self.blocks) - 1
+        keep = list(positions)
+        for i, blk in enumerate(self.blocks):
+            qkv = (_norm(x) @ blk.attn_w + blk.attn_b).reshape(N, L, 3, nh, hd).transpose(2, 0, 3, 1, 4)  # q pre-scaled
+            qh, mask = (qkv[0][:, :, keep], causal[keep]) if i == last else (qkv[0], causal)
+            att = _softmax_last(qh @ qkv[1].transpose(0, 1, 3, 2) + mask)  # (N, nh, L or kept, L)
+            y = (att @ qkv[2]).transpose(0, 2, 1, 3).reshape(N, -1, C)
+            x = (x[:, keep] if i == last else x) + y @ blk.proj_w + blk.proj_b
+            x = x + self._mlp(blk, x)
+        return x.reshape(b, n, len(keep), C)
+
+    def head(self, level: int, states: np.ndarray) -> np.ndarray:
+        """Level ``level``'s logits (..., V) from hidden states (..., C)."""
+        return self._head(level, states)
+
     def step(self, cache: NumpyCache, parents: np.ndarray, tokens: np.ndarray) -> np.ndarray:
         """Feed one code per hypothesis; the next level's logits (N, V_{t+1}) (see ``DocidDecoder.step``)."""
         t = cache.codes_fed
@@ -207,6 +250,23 @@ class NumpyDecoder:
             cache.k[i], cache.v[i] = kc, vc
         cache.codes_fed = t + 1
         return self._head(t + 1, x)
+
+
+def as_query_rows(queries: np.ndarray, dim: int) -> np.ndarray:
+    """Queries as float32 rows ``(b, dim)`` (a single ``(dim,)`` vector is one row).
+
+    Raises:
+        InputError: another shape.
+    """
+    q = np.asarray(queries, dtype=_F)
+    if q.ndim == 1:
+        q = q[None, :]
+    if q.ndim != 2 or q.shape[1] != dim:
+        raise InputError(
+            f"Queries must have shape (b, {dim}) for this decoder, got {tuple(q.shape)}; "
+            "pass embeddings from the encoder the index was built with."
+        )
+    return q
 
 
 def beam_search_numpy(
@@ -228,14 +288,7 @@ def beam_search_numpy(
     """
     cfg = decoder.config
     force = check_beam_args(cfg, trie, beam_size=beam_size, depth=depth, force_prefix=force_prefix)
-    q = np.asarray(queries, dtype=_F)
-    if q.ndim == 1:
-        q = q[None, :]
-    if q.ndim != 2 or q.shape[1] != cfg.embed_dim:
-        raise InputError(
-            f"Queries must have shape (b, {cfg.embed_dim}) for this decoder, got {tuple(q.shape)}; "
-            "pass embeddings from the encoder the index was built with."
-        )
+    q = as_query_rows(queries, cfg.embed_dim)
     b = len(q)
     prefixes = np.zeros((b, beam_size, depth), dtype=np.int64)
     scores = np.full((b, beam_size), -np.inf, dtype=_F)
@@ -296,3 +349,96 @@ def _search(
             hist = np.concatenate([hist[rows, parent], new_code[..., None]], axis=2)
             parents = (parent + rows * B).ravel()
     return hist, score
+
+
+@dataclass(frozen=True)
+class _LevelPlan:
+    """Moving from the live nodes of depth t to those of depth t + 1 (children in trie order)."""
+
+    scored: bool  # False: the level adds 0 (its code is forced, or every live node has one child)
+    parent: np.ndarray  # (n_next,) position of each child's parent among the depth-t live nodes
+    code: np.ndarray  # (n_next,) each child's level-t code
+    starts: np.ndarray  # (n_live,) where each parent's children begin in the child list
+    rep: np.ndarray  # (n_live,) a path (below) through each depth-t live node: its states give the level's logits
+
+
+@dataclass(frozen=True)
+class PrefixPlan:
+    """Every existing prefix of one depth (with a forced start) and how to score them: the
+    query-independent part of routing, made once per trie, depth and forced prefix.
+
+    Attributes:
+        prefixes: (P, depth) the prefixes, in trie (lexicographic) order.
+        paths: (n, depth - 1) the live prefixes one level up, whose sequences the decoder runs.
+        levels: one step per level.
+    """
+
+    prefixes: np.ndarray
+    paths: np.ndarray
+    levels: tuple[_LevelPlan, ...]
+
+    def __len__(self) -> int:
+        return int(self.prefixes.shape[0])
+
+
+def prefix_plan(trie: DocidTrie, depth: int, force_prefix: Sequence[int] = ()) -> PrefixPlan:
+    """The :class:`PrefixPlan` of ``trie``'s prefixes of ``depth`` codes that start with ``force_prefix``."""
+    live = np.zeros(1 if len(trie) else 0, dtype=np.int64)  # depth-0 node ids: the root
+    codes = np.zeros((len(live), 0), dtype=np.int64)
+    paths, above = codes, [np.zeros(len(live), dtype=np.int64)]  # above[t]: each path's depth-t ancestor
+    moves = []
+    for t in range(depth):
+        ptr, child = trie.csr(t)
+        n = ptr[live + 1] - ptr[live]
+        parent = np.repeat(np.arange(len(live)), n)
+        ids = np.repeat(ptr[live] - np.cumsum(n) + n, n) + np.arange(int(n.sum()))  # the children, in order
+        code = child[ids]
+        forced = t < len(force_prefix)
+        if forced:
+            keep = code == int(force_prefix[t])
+            parent, ids, code = parent[keep], ids[keep], code[keep]
+        starts = np.searchsorted(parent, np.arange(len(live)))
+        moves.append((not forced and bool((n > 1).any()), parent, code, starts, len(live)))
+        codes = np.concatenate([codes[parent], code[:, None]], axis=1)
+        live = ids
+        if t < depth - 1:  # the live nodes one level above the prefixes are the paths
+            paths = codes
+            above = [a[parent] for a in above] + [np.arange(len(live))]
+    levels = tuple(
+        _LevelPlan(scored, parent, code, starts, np.minimum(np.searchsorted(above[t], np.arange(n_live)), max(len(paths) - 1, 0)))
+        for t, (scored, parent, code, starts, n_live) in enumerate(moves)
+    )
+    return PrefixPlan(np.ascontiguousarray(codes), np.ascontiguousarray(paths), levels)
+
+
+def score_prefixes_numpy(decoder: NumpyDecoder, plan: PrefixPlan, queries: np.ndarray) -> np.ndarray:
+    """The score of every prefix of ``plan`` for each query, (b, P) float32.
+
+    The scores :func:`beam_search_numpy` gives these prefixes when its beam holds them all (then it
+    prunes nothing): at each level a log-softmax over the children that exist, summed. Without a
+    beam there is nothing to sort or prune between levels, so the decoder runs once over whole
+    code paths (:meth:`NumpyDecoder.path_states`) and the trie bookkeeping is ``plan``'s.
+    """
+    q = np.asarray(queries, dtype=_F)
+    b = len(q)
+    if len(plan) == 0 or b == 0:
+        return np.full((b, len(plan)), -np.inf, dtype=_F)
+    P = decoder.config.n_prefix
+    scored = [t for t, lv in enumerate(plan.levels) if lv.scored]
+    states = decoder.path_states(q, plan.paths, [P - 1 + t for t in scored]) if scored else None
+    score = np.zeros((b, 1), dtype=_F)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        for t, lv in enumerate(plan.levels):
+            if not lv.scored:  # a forced code, or one child: log-softmax over one candidate is 0
+                score = score[:, lv.parent]
+                continue
+            assert states is not None
+            lg = decoder.head(t, states[:, lv.rep, scored.index(t)])[:, lv.parent, lv.code]  # (b, n_next)
+            if len(lv.starts) == 1:
+                m = lg.max(1, keepdims=True)
+                lse = m + np.log(np.exp(lg - m).sum(1, keepdims=True))
+            else:
+                m = np.maximum.reduceat(lg, lv.starts, axis=1)[:, lv.parent]
+                lse = m + np.log(np.add.reduceat(np.exp(lg - m), lv.starts, axis=1)[:, lv.parent])
+            score = score[:, lv.parent] + (lg - lse)
+    return score.astype(_F, copy=False)

@@ -146,6 +146,10 @@ class DocidTrie:
         self._check_depth(depth)
         return _dedupe_sorted(self._codes[:, :depth]) if depth else np.zeros((1, 0), np.int64)  # sorted codes: sorted prefixes
 
+    def csr(self, level: int) -> tuple[np.ndarray, np.ndarray]:
+        """Level ``level``'s ``(ptr, child)`` arrays (module docstring), built once and shared (read them only)."""
+        return self._arrays()[level]
+
     def max_children(self, level: int) -> int:
         """The largest fan-out from depth ``level`` to depth ``level + 1``."""
         self._arrays()

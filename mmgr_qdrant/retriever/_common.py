@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import ConfigError, InputError
 from ..filters import Filter, HasId, Match
-from ..payload import split as payload_split
+from ..payload import HitFields, hit_fields
 from ..store import ClientStore, EdgeStore, Store
 from ..store.base import Record, ScoredRecord
 from ..types import F_MODALITY, MODALITY_CODES, RESERVED_KEY, Hit
@@ -101,19 +101,12 @@ def _where_filter(where: dict[str, Any] | None) -> Filter | None:
     return Filter(must=tuple(conds))
 
 
-def _hit(record: Record | ScoredRecord, score: float, explain: dict[str, Any] | None = None, generation: int | None = None) -> Hit:
-    user, meta = payload_split(record.payload)
-    return Hit(
-        id=record.id,
-        score=float(score),
-        docid=meta.docid(generation),
-        modality=meta.modality,
-        payload=user,
-        uri=meta.uri,
-        text=meta.display_text,
-        explain=explain,
-        links=meta.links,
-        t=meta.t,
-        video=parse_video_key(meta.video),
-    )
+def _hit(
+    record: Record | ScoredRecord, score: float, explain: dict[str, Any] | None = None, generation: int | None = None,
+    fields: HitFields | None = None,
+) -> Hit:
+    """A :class:`Hit` from a stored record (``fields``: the record's :func:`hit_fields`, when already read)."""
+    f = fields if fields is not None else hit_fields(record.payload, generation)
+    return Hit(id=record.id, score=float(score), docid=f.docid, modality=f.modality, payload=f.user, uri=f.uri, text=f.text,
+               explain=explain, links=f.links, t=f.t, video=parse_video_key(f.video))
 

@@ -11,7 +11,7 @@ from ..errors import InputError, NotFoundError
 from ..filters import Filter, HasId, all_of
 from ..generative import GenerativeIndex, docid_of, retag
 from ..images import load_image
-from ..payload import LibraryFields
+from ..payload import LibraryFields, hit_fields
 from ..store.base import Record, normalize_id, unit_rows
 from ..types import Hit, PointId
 from ._common import (
@@ -206,6 +206,7 @@ class Search:
 
         store = self.index.store
         hc = self.index.config.hybrid
+        g = gen.generation
         # A query near learned ones moves towards the documents they found relevant (memory.py); the
         # router and the ranking both read the moved vector.
         memory = gen.memory
@@ -215,29 +216,30 @@ class Search:
         filters: list[Filter | None] = []
         probs: list[dict[tuple[int, ...], float]] = []
         for adm in admissions:
-            pairs = adm.pairs
-            if adm.unfiltered:  # the router cannot place this query: every document, by the vector alone
+            if adm.unfiltered or not adm.pairs:  # unfiltered: the router cannot place this query; every document, by the vector alone
+                filters.append(flt if adm.unfiltered else _MATCH_NOTHING)
                 probs.append({})
-                filters.append(flt)
                 continue
-            lp = np.asarray([s for _, s in pairs], dtype=np.float64)
-            p = np.exp(lp - lp.max()) if len(lp) else lp
-            p = p / p.sum() if len(p) else p
-            probs.append({pre: float(pi) for (pre, _), pi in zip(pairs, p)})
-            filters.append(all_of(gen.prefix_filter([pre for pre, _ in pairs]), flt) if pairs else _MATCH_NOTHING)
-        results = store.query_batch(ranking, k, filters)
+            prefixes = [pre for pre, _ in adm.pairs]
+            lp = np.asarray([s for _, s in adm.pairs], dtype=np.float64)
+            p = np.exp(lp - lp.max())
+            probs.append(dict(zip(prefixes, (p / p.sum()).tolist())))
+            filters.append(all_of(gen.prefix_filter(prefixes), flt))
+        # the prefix filter alone needs no ACORN: its documents lie around the query (EngineConfig.hybrid_acorn)
+        results = store.query_batch(ranking, k, filters, acorn=flt is not None or self.index.config.engine.hybrid_acorn)
         out: list[list[Hit]] = []
         for i, rows in enumerate(results):
             learned = {"expansion": {"weight": memory.weight if hc.query_expansion else 0.0, "nearest_learned": round(float(nearest[i]), 4),
                                      "min_sim": memory.min_sim}} if memory is not None and nearest is not None and explain else {}
             hits = []
             for r in rows:
-                docid = docid_of(r.payload, gen.generation)
-                p = probs[i].get(tuple(docid[:depth]), 0.0)
-                score = r.score + hc.fusion_weight * p
-                info = {"mode": "hybrid", "vector_score": r.score, "prefix": docid[:depth], "prefix_prob": p,
+                f = hit_fields(r.payload, g)
+                prefix = f.docid[:depth]
+                p_hit = probs[i].get(prefix, 0.0)
+                score = r.score + hc.fusion_weight * p_hit
+                info = {"mode": "hybrid", "vector_score": r.score, "prefix": prefix, "prefix_prob": p_hit,
                         "beam": [list(pre) for pre in probs[i]], **admissions[i].explain(), **learned} if explain else None
-                hits.append(_hit(r, score, info, gen.generation))
+                hits.append(_hit(r, score, info, g, f))
             if len(hits) < k:  # too few documents behind the prefixes: fill up from dense search
                 seen = {h.id for h in hits}
                 for r in store.query(ranking[i], k, flt):

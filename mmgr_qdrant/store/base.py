@@ -16,7 +16,7 @@ import numpy as np
 from ..config import EngineConfig
 from ..errors import DimensionMismatchError, InputError, MMGRError
 from ..filters import Filter
-from ..types import PointId, normalize_id
+from ..types import F_PREFIXES, PointId, normalize_id
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,12 @@ def index_due(info: IndexInfo, threshold: int | None, default_threshold: int, op
     return info.unindexed >= limit and info.points - optimized_at >= limit
 
 
+QUERY_PAYLOAD_EXCLUDES = (F_PREFIXES,)
+"""Payload fields left out of vector query hits (``Store.query``, ``query_batch``): the library never
+reads the prefix tags back from a hit (they exist for the filter), and they were the dearest part of
+a hit's payload to convert. ``retrieve`` and ``scroll`` return whole payloads."""
+
+
 class Store(Protocol):
     """One collection in Qdrant plus a small blob area for the index's artifacts."""
 
@@ -98,8 +104,14 @@ class Store(Protocol):
         self, filter: Filter | None = None, batch_size: int = 1024, with_vectors: bool = False, fields: Sequence[str] | None = None
     ) -> Iterator[list[Record]]: ...
     def count(self, filter: Filter | None = None) -> int: ...
-    def query(self, vector: np.ndarray, k: int, filter: Filter | None = None, with_vectors: bool = False) -> list[ScoredRecord]: ...
-    def query_batch(self, vectors: np.ndarray, k: int, filters: Sequence[Filter | None]) -> list[list[ScoredRecord]]: ...
+    # ``acorn=False``: search a filter without ACORN even where ``engine.acorn`` is on (the hybrid
+    # prefix filter, whose documents lie around the query; see ``EngineConfig.hybrid_acorn``).
+    def query(
+        self, vector: np.ndarray, k: int, filter: Filter | None = None, with_vectors: bool = False, *, acorn: bool = True
+    ) -> list[ScoredRecord]: ...
+    def query_batch(
+        self, vectors: np.ndarray, k: int, filters: Sequence[Filter | None], *, acorn: bool = True
+    ) -> list[list[ScoredRecord]]: ...
     def put_blob(self, key: str, data: bytes) -> None: ...
     def get_blob(self, key: str) -> bytes | None: ...
     def delete_blob(self, key: str) -> None: ...

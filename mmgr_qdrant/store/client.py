@@ -23,7 +23,7 @@ from ..config import EngineConfig
 from ..errors import CollectionNotFoundError, ConfigError, StoreError, StoreUnavailableError, missing_dependency
 from ..filters import Condition, Filter, HasId, Match, Range
 from ..types import F_LINKS, F_MODALITY, F_PREFIXES, F_VIDEO, PointId
-from .base import IndexInfo, Record, ScoredRecord, index_due, to_record, to_scored
+from .base import QUERY_PAYLOAD_EXCLUDES, IndexInfo, Record, ScoredRecord, index_due, to_record, to_scored
 from .edge import check_collection_name
 
 logger = logging.getLogger(__name__)
@@ -130,6 +130,10 @@ class ClientStore:
             params = self._params = (plain, m.SearchParams(hnsw_ef=eng.hnsw_ef, exact=eng.exact, quantization=quant, acorn=acorn))
         return params[1] if filtered else params[0]
 
+    def _query_payload(self) -> Any:
+        """Query hits' payloads without the prefix tags (``QUERY_PAYLOAD_EXCLUDES``)."""
+        return _models().PayloadSelectorExclude(exclude=list(QUERY_PAYLOAD_EXCLUDES))
+
     def optimize(self) -> bool:
         """Ask the server to index now (it builds HNSW in the background); local mode has no index.
 
@@ -230,23 +234,27 @@ class ClientStore:
         res = self._call(lambda: self.client.count(self.collection, count_filter=to_client_filter(filter), exact=True))
         return int(res.count)
 
-    def query(self, vector: np.ndarray, k: int, filter: Filter | None = None, with_vectors: bool = False) -> list[ScoredRecord]:
+    def query(
+        self, vector: np.ndarray, k: int, filter: Filter | None = None, with_vectors: bool = False, *, acorn: bool = True
+    ) -> list[ScoredRecord]:
         vec = np.asarray(vector, dtype=np.float32).ravel().tolist()
         res = self._call(
             lambda: self.client.query_points(
-                self.collection, query=vec, limit=int(k), query_filter=to_client_filter(filter), with_payload=True, with_vectors=with_vectors,
-                search_params=self._search_params(filter is not None and not filter.is_empty()),
+                self.collection, query=vec, limit=int(k), query_filter=to_client_filter(filter), with_payload=self._query_payload(), with_vectors=with_vectors,
+                search_params=self._search_params(filter is not None and not filter.is_empty() and acorn),
             )
         )
         return [to_scored(p, with_vectors) for p in res.points]
 
-    def query_batch(self, vectors: np.ndarray, k: int, filters: Sequence[Filter | None]) -> list[list[ScoredRecord]]:
+    def query_batch(
+        self, vectors: np.ndarray, k: int, filters: Sequence[Filter | None], *, acorn: bool = True
+    ) -> list[list[ScoredRecord]]:
         m = _models()
         vecs = np.asarray(vectors, dtype=np.float32)
         reqs = [
             m.QueryRequest(
-                query=vecs[i].tolist(), limit=int(k), filter=to_client_filter(f), with_payload=True,
-                params=self._search_params(f is not None and not f.is_empty()),
+                query=vecs[i].tolist(), limit=int(k), filter=to_client_filter(f), with_payload=self._query_payload(),
+                params=self._search_params(f is not None and not f.is_empty() and acorn),
             )
             for i, f in enumerate(filters)
         ]

@@ -24,7 +24,7 @@ from ..config import EngineConfig
 from ..errors import CollectionNotFoundError, ConfigError, MMGRError, StoreError, StoreUnavailableError, missing_dependency
 from ..filters import Condition, Filter, HasId, Match, Range
 from ..types import F_LINKS, F_MODALITY, F_PREFIXES, F_VIDEO, PointId
-from .base import IndexInfo, Record, ScoredRecord, index_due, to_record, to_scored
+from .base import QUERY_PAYLOAD_EXCLUDES, IndexInfo, Record, ScoredRecord, index_due, to_record, to_scored
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ class EdgeStore:
         self._write_lock = threading.RLock()
         self.engine = EngineConfig()
         self._params: tuple[Any, Any] | None = None  # (unfiltered, filtered) SearchParams, built once
+        self._payload_sel: Any = None  # the payload selector of query hits, built once
         self._optimized_at = 0  # points when this process last optimized
 
     def _acquire(self) -> Any:
@@ -167,6 +168,14 @@ class EdgeStore:
             acorn = qe.AcornSearchParams(enable=True, max_selectivity=eng.acorn_max_selectivity) if eng.acorn else None
             params = self._params = (plain, qe.SearchParams(hnsw_ef=eng.hnsw_ef, exact=eng.exact, quantization=quant, acorn=acorn))
         return params[1] if filtered else params[0]
+
+    def _query_payload(self) -> Any:
+        """Query hits' payloads without the prefix tags (``QUERY_PAYLOAD_EXCLUDES``): the binding's
+        conversion of those strings cost about as much as the search itself (10 hits, 512-d, 100k)."""
+        sel = self._payload_sel
+        if sel is None:
+            sel = self._payload_sel = _edge().PayloadSelector.Exclude(list(QUERY_PAYLOAD_EXCLUDES))
+        return sel
 
     def optimize(self) -> bool:
         """Build the HNSW index (and merge segments) now; blocks until the engine is done.
@@ -294,26 +303,31 @@ class EdgeStore:
         qe = _edge()
         return int(self._run(lambda: self.shard.count(qe.CountRequest(exact=True, filter=to_edge_filter(filter)))))
 
-    def query(self, vector: np.ndarray, k: int, filter: Filter | None = None, with_vectors: bool = False) -> list[ScoredRecord]:
+    def query(
+        self, vector: np.ndarray, k: int, filter: Filter | None = None, with_vectors: bool = False, *, acorn: bool = True
+    ) -> list[ScoredRecord]:
         qe = _edge()
         vec = np.asarray(vector, dtype=np.float32).ravel()
         flt = to_edge_filter(filter)
         req = qe.QueryRequest(
-            limit=int(k), query=qe.Query.Nearest(vec), filter=flt, with_payload=True, with_vector=with_vectors,
-            params=self._search_params(flt is not None),
+            limit=int(k), query=qe.Query.Nearest(vec), filter=flt, with_payload=self._query_payload(), with_vector=with_vectors,
+            params=self._search_params(flt is not None and acorn),
         )
         return [to_scored(p, with_vectors) for p in self._run(lambda: self.shard.query(req))]
 
-    def query_batch(self, vectors: np.ndarray, k: int, filters: Sequence[Filter | None]) -> list[list[ScoredRecord]]:
+    def query_batch(
+        self, vectors: np.ndarray, k: int, filters: Sequence[Filter | None], *, acorn: bool = True
+    ) -> list[list[ScoredRecord]]:
         qe = _edge()
         vecs = np.asarray(vectors, dtype=np.float32)
         if len(filters) == 1:  # the engine's batch call costs more than a single query for one vector
-            return [self.query(vecs[0], k, filters[0])]
+            return [self.query(vecs[0], k, filters[0], acorn=acorn)]
         reqs = []
         for i, f in enumerate(filters):
             flt = to_edge_filter(f)
             reqs.append(
-                qe.QueryRequest(limit=int(k), query=qe.Query.Nearest(vecs[i]), filter=flt, with_payload=True, params=self._search_params(flt is not None))
+                qe.QueryRequest(limit=int(k), query=qe.Query.Nearest(vecs[i]), filter=flt, with_payload=self._query_payload(),
+                                params=self._search_params(flt is not None and acorn))
             )
         out = self._run(lambda: self.shard.query_batch(qe.QueryBatchRequest(reqs)))
         return [[to_scored(p, False) for p in rows] for rows in out]
