@@ -115,8 +115,12 @@ class LibraryFields:
         The previous generation's docid (``generation - 1``) stays beside it, so searches of a
         process that still holds the previous build keep matching while a rebuild switches over.
         """
-        docids: dict[str, Sequence[int]] = {str(generation): [int(c) for c in docid]}
-        prefixes = [tag(generation, docid[:i]) for i in range(1, len(docid) + 1)]
+        codes = [int(c) for c in docid]
+        docids: dict[str, Sequence[int]] = {str(generation): codes}
+        prefixes, key = [], ""
+        for c in codes:  # tag(generation, docid[:i]) for each i, built incrementally (this runs for every added point)
+            key = f"{key}.{c}" if key else str(c)
+            prefixes.append(f"{generation}/{key}")
         prev = str(generation - 1)
         if prev in self.docids:
             docids[prev] = self.docids[prev]

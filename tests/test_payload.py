@@ -27,3 +27,13 @@ def test_hit_fields_equal_the_full_reader(payload: dict[str, Any], generation: i
     assert f.links == meta.links and f.t == meta.t and f.video == meta.video
     assert f.docid == meta.docid(generation) == docid_in(payload.get("_mmgr") or {}, generation)
     assert LibraryFields.of(payload).docid(generation) == f.docid
+
+
+def test_with_docid_tags_every_prefix_and_keeps_the_previous_generation() -> None:
+    from mmgr_qdrant.payload import LibraryFields, tag
+
+    f = LibraryFields.from_dict({"modality": "image"}).with_docid(3, [1, 12, 7, 0])
+    assert list(f.prefixes) == [tag(3, [1, 12, 7, 0][:i]) for i in range(1, 5)] == ["3/1", "3/1.12", "3/1.12.7", "3/1.12.7.0"]
+    g = f.with_docid(4, [2, 5])
+    assert g.docids == {"4": [2, 5], "3": [1, 12, 7, 0]} and list(g.prefixes) == [*f.prefixes, "4/2", "4/2.5"]
+    assert list(g.with_docid(6, [9]).prefixes) == ["6/9"]  # generations before the previous one are dropped
