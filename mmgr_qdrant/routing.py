@@ -196,13 +196,19 @@ def admit_batch(
         unsure = like < bound
         if covered is not None:
             unsure &= ~covered
-    beams = gen.route(
-        vecs, beam_size=route_width(gen, hybrid, depth), depth=depth, modality=modality, temperature=hybrid.prior_temperature
-    )
-    admitted = admit_beams(gen, beams, n_docs=n_docs, k=k, hybrid=hybrid, temperature=temperature, likeness=like)
+    sure = np.flatnonzero(~unsure)  # only these are routed
+    admitted: list[Admission] = []
+    if len(sure):
+        beams = gen.route(
+            vecs[sure], beam_size=route_width(gen, hybrid, depth), depth=depth, modality=modality, temperature=hybrid.prior_temperature
+        )
+        admitted = admit_beams(gen, beams, n_docs=n_docs, k=k, hybrid=hybrid, temperature=temperature,
+                               likeness=None if like is None else like[sure])
+    routed = iter(admitted)
     return depth, [
-        Admission([], [], n_docs, 0.0, 0.0, "unsure", temperature, floor_, float(n_docs), a.likeness) if unsure[i] else a
-        for i, a in enumerate(admitted)
+        Admission([], [], n_docs, 0.0, 0.0, "unsure", temperature, floor_, float(n_docs), None if like is None else float(like[i]))
+        if unsure[i] else next(routed)
+        for i in range(len(vecs))
     ]
 
 

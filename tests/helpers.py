@@ -24,6 +24,14 @@ def clustered(dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), labels
 
 
+def around_centres(dim: int, n: int, seed: int, *, clusters: int, centre_seed: int) -> np.ndarray:
+    """``n`` unit vectors near ``clusters`` fixed centres (the same centres for every ``seed``, so later batches join earlier ones)."""
+    rng = np.random.default_rng(seed)
+    centers = np.random.default_rng(centre_seed).normal(size=(clusters, dim))
+    x = centers[rng.integers(0, clusters, n)] + 0.3 * rng.normal(size=(n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
 def make_image(seed: int, size: int = 40) -> np.ndarray:
     """A deterministic RGB test image."""
     rng = np.random.default_rng(seed)

@@ -11,15 +11,13 @@ from mmgr_qdrant import MultimodalRetriever, bulk
 from mmgr_qdrant.errors import StoreError
 from mmgr_qdrant.generative import GenerativeIndex
 from mmgr_qdrant.types import RESERVED_KEY
+from tests.helpers import around_centres
 
 DECODER = {"epochs": 3, "patience": 2}
 
 
 def vectors(dim: int, n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    centers = np.random.default_rng(42).normal(size=(5, dim))
-    x = centers[rng.integers(0, 5, n)] + 0.3 * rng.normal(size=(n, dim))
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    return around_centres(dim, n, seed, clusters=5, centre_seed=42)
 
 
 def test_scan_reads_vectors_and_the_build_fields_only(connect: Any, tiny_encoder: Any) -> None:

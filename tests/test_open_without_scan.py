@@ -9,15 +9,13 @@ import pytest
 
 from mmgr_qdrant import MultimodalRetriever, artifacts
 from mmgr_qdrant.generative import GenerativeIndex
+from tests.helpers import around_centres
 
 DECODER = {"epochs": 3, "patience": 2}
 
 
 def vectors(dim: int, n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    centers = np.random.default_rng(99).normal(size=(6, dim))
-    x = centers[rng.integers(0, 6, n)] + 0.3 * rng.normal(size=(n, dim))
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    return around_centres(dim, n, seed, clusters=6, centre_seed=99)
 
 
 def same_index(a: GenerativeIndex, b: GenerativeIndex) -> None:

@@ -7,7 +7,7 @@ local mode). Both raise the same :mod:`mmgr_qdrant.errors` subclass for the same
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -58,18 +58,35 @@ class IndexInfo:
         return max(0, self.points - self.indexed_vectors)
 
 
-def index_due(info: IndexInfo, threshold: int | None, default_threshold: int, optimized_at: int) -> bool:
-    """Whether ``ensure_index`` should build the engine's index now (both stores share this rule).
+class IndexTrigger:
+    """When ``ensure_index`` has the engine build its index: the rule both stores share.
 
     ``threshold=0`` (after a build): any unindexed point, since a payload write moves points out of
     the graph. Otherwise at least ``threshold`` (default ``default_threshold``) unindexed points
     *and* as many added since this process last optimized: segments under the engine's indexing
     threshold stay unindexed after an optimize, so a small collection is not re-optimized on every call.
     """
-    if threshold == 0:
-        return info.unindexed > 0
-    limit = max(1, default_threshold if threshold is None else int(threshold))
-    return info.unindexed >= limit and info.points - optimized_at >= limit
+
+    def __init__(self) -> None:
+        self.optimized_at = 0  # points when this process last optimized
+
+    def due(self, info: IndexInfo, threshold: int | None, default_threshold: int) -> bool:
+        if threshold == 0:
+            return info.unindexed > 0
+        limit = max(1, default_threshold if threshold is None else int(threshold))
+        return info.unindexed >= limit and info.points - self.optimized_at >= limit
+
+    def ensure(
+        self, threshold: int | None, default_threshold: int, info: Callable[[], IndexInfo], optimize: Callable[[], bool]
+    ) -> bool:
+        """``optimize()`` when :meth:`due`; True when the index was built now."""
+        now = info()
+        if not self.due(now, threshold, default_threshold):
+            return False
+        built = optimize()
+        if threshold != 0:
+            self.optimized_at = now.points
+        return built
 
 
 QUERY_PAYLOAD_EXCLUDES = (F_PREFIXES,)

@@ -23,7 +23,7 @@ from ..config import EngineConfig
 from ..errors import CollectionNotFoundError, ConfigError, StoreError, StoreUnavailableError, missing_dependency
 from ..filters import Condition, Filter, HasId, Match, Range
 from ..types import F_LINKS, F_MODALITY, F_PREFIXES, F_VIDEO, PointId
-from .base import QUERY_PAYLOAD_EXCLUDES, IndexInfo, Record, ScoredRecord, index_due, to_record, to_scored
+from .base import QUERY_PAYLOAD_EXCLUDES, IndexInfo, IndexTrigger, Record, ScoredRecord, to_record, to_scored
 from .edge import check_collection_name
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class ClientStore:
         self._serial = threading.RLock() if self.local else contextlib.nullcontext()
         self.engine = EngineConfig()
         self._params: tuple[Any, Any] | None = None  # (unfiltered, filtered) SearchParams, built once
-        self._optimized_at = 0  # points when this process last optimized
+        self._index_trigger = IndexTrigger()  # when ensure_index optimizes
 
     # -- lifecycle -------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -157,13 +157,7 @@ class ClientStore:
         """:meth:`optimize` when at least ``threshold`` (default ``engine.index_threshold``) points are unindexed."""
         if self.local or not self.engine.hnsw:
             return False
-        info = self.index_info()
-        if not index_due(info, threshold, self.engine.index_threshold, self._optimized_at):
-            return False
-        built = self.optimize()
-        if threshold != 0:
-            self._optimized_at = info.points
-        return built
+        return self._index_trigger.ensure(threshold, self.engine.index_threshold, self.index_info, self.optimize)
 
     def index_info(self) -> IndexInfo:
         """Points, HNSW-indexed vectors and segments, as the server reports them (local mode: none indexed)."""

@@ -24,7 +24,7 @@ from ..config import EngineConfig
 from ..errors import CollectionNotFoundError, ConfigError, MMGRError, StoreError, StoreUnavailableError, missing_dependency
 from ..filters import Condition, Filter, HasId, Match, Range
 from ..types import F_LINKS, F_MODALITY, F_PREFIXES, F_VIDEO, PointId
-from .base import QUERY_PAYLOAD_EXCLUDES, IndexInfo, Record, ScoredRecord, index_due, to_record, to_scored
+from .base import QUERY_PAYLOAD_EXCLUDES, IndexInfo, IndexTrigger, Record, ScoredRecord, to_record, to_scored
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class EdgeStore:
         self.engine = EngineConfig()
         self._params: tuple[Any, Any] | None = None  # (unfiltered, filtered) SearchParams, built once
         self._payload_sel: Any = None  # the payload selector of query hits, built once
-        self._optimized_at = 0  # points when this process last optimized
+        self._index_trigger = IndexTrigger()  # when ensure_index optimizes
 
     def _acquire(self) -> Any:
         """Open the shard, sharing one handle per folder within the process (Edge locks it)."""
@@ -201,13 +201,7 @@ class EdgeStore:
         """
         if not self.engine.hnsw:
             return False
-        info = self.index_info()
-        if not index_due(info, threshold, self.engine.index_threshold, self._optimized_at):
-            return False
-        built = self.optimize()
-        if threshold != 0:
-            self._optimized_at = info.points
-        return built
+        return self._index_trigger.ensure(threshold, self.engine.index_threshold, self.index_info, self.optimize)
 
     def index_info(self) -> IndexInfo:
         """Points, HNSW-indexed vectors and segments of the shard."""
