@@ -7,8 +7,10 @@ TORCH  := torch==2.14.1 torchvision==0.29.1
 DEBS   := dataset-fashion-mnist openclipart-svg openclipart-png chromium chromium-driver
 # The LiT head's wider training and held-out data (make lit-data): icon themes from Debian, emoji
 # artwork from npm tarballs pinned here, all unpacked under data/ (git-ignored, never committed).
-LIT_DEBS := papirus-icon-theme breeze-icon-theme adwaita-icon-theme
+LIT_DEBS := papirus-icon-theme breeze-icon-theme adwaita-icon-theme tuxpaint-stamps-default
 NPM_DIR  := data/npm
+# Iconify's JSON packages of open artwork (name@version): more emoji and icon styles, named icons.
+ICONIFY  := emojione@1.2.3 streamline-emojis@1.2.4 game-icons@1.2.4 flat-color-icons@1.2.3
 LIT_DATA := data/lit-data
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 INTEGRATIONS := integrations/langchain-mmgr integrations/llama-index-retrievers-mmgr integrations/mmgr-haystack
@@ -40,12 +42,15 @@ train-head: $(VENV)/.installed-dev lit-data
 	$(BIN)/python scripts/train_lit_head.py --out-dir $(LIT_DATA) --sweep --threads 1 --with-benchmark
 
 # Captioned training images and the held-out sets for the LiT head (see scripts/prepare_data.py).
-lit-data: $(VENV)/.installed-dev debs lit-debs $(NPM_DIR)/.unpacked
+lit-data: $(VENV)/.installed-dev debs lit-debs $(NPM_DIR)/.unpacked-v2
 	$(BIN)/python scripts/prepare_data.py --out $(LIT_DATA) --fmnist-per-class 1000
 
-$(NPM_DIR)/.unpacked:
-	mkdir -p $(NPM_DIR)/twemoji $(NPM_DIR)/emoji-datasource $(NPM_DIR)/openmoji $(NPM_DIR)/fluentui-emoji
-	cd $(NPM_DIR) && npm pack --silent @twemoji/svg@15.0.0 emoji-datasource@16.0.0 openmoji@17.0.0 fluentui-emoji@1.3.0 >/dev/null
+$(NPM_DIR)/.unpacked-v2:
+	mkdir -p $(NPM_DIR)/twemoji $(NPM_DIR)/emoji-datasource $(NPM_DIR)/openmoji $(NPM_DIR)/fluentui-emoji $(NPM_DIR)/emojilib
+	cd $(NPM_DIR) && npm pack --silent @twemoji/svg@15.0.0 emoji-datasource@16.0.0 openmoji@17.0.0 fluentui-emoji@1.3.0 emojilib@4.0.3 >/dev/null
+	cd $(NPM_DIR) && npm pack --silent $(foreach s,$(ICONIFY),@iconify-json/$(s)) >/dev/null
+	for s in $(ICONIFY); do n=$${s%@*}; mkdir -p $(NPM_DIR)/$$n && tar xzf $(NPM_DIR)/iconify-json-$$n-$${s#*@}.tgz -C $(NPM_DIR)/$$n package/icons.json package/info.json || exit 1; done
+	tar xzf $(NPM_DIR)/emojilib-4.0.3.tgz -C $(NPM_DIR)/emojilib package/dist/emoji-en-US.json package/LICENSE
 	tar xzf $(NPM_DIR)/twemoji-svg-15.0.0.tgz -C $(NPM_DIR)/twemoji
 	tar xzf $(NPM_DIR)/emoji-datasource-16.0.0.tgz -C $(NPM_DIR)/emoji-datasource package/emoji.json package/LICENSE
 	tar xzf $(NPM_DIR)/fluentui-emoji-1.3.0.tgz -C $(NPM_DIR)/fluentui-emoji package/icons/flat package/icons/high-contrast package/LICENSE

@@ -152,13 +152,13 @@ class Features:
         self.cache, self.batch_size, self.device = cache, batch_size, device
         self._mem: dict[tuple[int, int], np.ndarray] = {}
 
-    def __call__(self, images: Sequence[Any], resolution: int) -> np.ndarray:
-        key = (id(images), resolution)
+    def __call__(self, images: Sequence[Any], resolution: int, features: str = "mean") -> np.ndarray:
+        key = (id(images), resolution, features)
         if key not in self._mem:
             if self.cache is not None and all(isinstance(x, Path) for x in images):
-                feats, _ = cached_image_features(list(images), resolution, self.cache, device=self.device, batch_size=self.batch_size)
+                feats, _ = cached_image_features(list(images), resolution, self.cache, device=self.device, batch_size=self.batch_size, features=features)
             else:
-                out = image_features(list(images), resolution, batch_size=self.batch_size, device=self.device)
+                out = image_features(list(images), resolution, batch_size=self.batch_size, device=self.device, features=features)
                 assert isinstance(out, np.ndarray)
                 feats = out
             self._mem[key] = feats
@@ -183,10 +183,10 @@ def evaluate_head(
 
     out: dict[str, float] = {}
     for name, s in sets.items():
-        img = enc.project(feats(s.images, enc.resolution))
+        img = enc.project(feats(s.images, enc.resolution, enc.spec.features))
         out[f"{name}_t2i_recall@10"], out[f"{name}_i2t_recall@10"] = recall_sets(img, texts(s.queries), s.relevant)
     prompts = texts([FMNIST_PROMPT.format(n) for n in data.FMNIST_CLASSES])
-    out["fmnist_zero_shot_acc"] = float(np.mean(np.argmax(enc.project(feats(fm[0], enc.resolution)) @ prompts.T, axis=1) == fm[1]))
+    out["fmnist_zero_shot_acc"] = float(np.mean(np.argmax(enc.project(feats(fm[0], enc.resolution, enc.spec.features)) @ prompts.T, axis=1) == fm[1]))
     return out
 
 
@@ -231,6 +231,8 @@ def main() -> None:
         "resolution": new.resolution,
         "old_resolution": old.resolution,
         "hidden": new.spec.hidden,
+        "features": new.spec.features,
+        "old_features": old.spec.features,
         "device": new.device,
         "torch_threads": torch.get_num_threads(),
     }
@@ -256,7 +258,10 @@ def main() -> None:
     res["texts_per_s"] = len(queries) / (time.perf_counter() - t0)
     res["seconds"] = time.perf_counter() - t_start
 
-    print(f"LiT encoder quality: {res['head']} ({new.resolution} px, hidden {new.spec.hidden}) vs {res['old_head']} ({old.resolution} px), {res['device']}, {res['torch_threads']} threads")
+    print(
+        f"LiT encoder quality: {res['head']} ({new.resolution} px, {new.spec.features} features, hidden {new.spec.hidden}) "
+        f"vs {res['old_head']} ({old.resolution} px, {old.spec.features} features), {res['device']}, {res['torch_threads']} threads"
+    )
     print("held-out sets: " + ", ".join(f"{k} {res[f'n_{k}_images']} images / {res[f'n_{k}_queries']} queries" for k in sets) + f"; Fashion-MNIST test {res['n_fmnist_test']}")
     print(f"{'metric':<34}{'new':>8}{'old':>8}{'ratio':>8}  target")
     targets = {"clipart_t2i_recall@10": ">= 0.50", "openmoji_names_t2i_recall@10": ">= 3x old", "breeze_names_t2i_recall@10": ">= 3x old"}

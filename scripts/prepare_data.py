@@ -27,6 +27,12 @@ under ``NPM_DIR``), each rendered once to a small PNG on white under ``OUT/rende
 * Icon themes whose file names describe the picture (``weather-storm-symbolic`` -> "weather
   storm"): Papirus (GPL-3) and Adwaita (CC BY-SA 3.0 / LGPL-3) for training; Breeze (LGPL-3)
   **held out whole**, queried by its names.
+* Tux Paint's stamps (Debian ``tuxpaint-stamps-default``, GPL-2): clip art with a written English
+  description each: training.
+* Iconify's JSON packages (npm, pinned in :data:`ICONIFY_SETS`): EmojiOne 2 and Streamline emoji
+  (CC BY 4.0), game-icons (CC BY 3.0), flat-color-icons (MIT), rendered from their SVG bodies and
+  named by icon: training. emojilib (MIT) keywords are written beside the emoji records as
+  ``keyword_captions`` (used only when a training run asks for them).
 
 Held out by construction: the training manifests never read OpenMoji or Breeze, the openclipart
 held-out list is excluded as before, and Fashion-MNIST's test split is never read here.
@@ -455,7 +461,7 @@ def _emoji_name(name: str) -> str:
     return " ".join(name.lower().replace("_", " ").split())
 
 
-def twemoji_records(out: Path, npm: Path = NPM_DIR) -> list[dict[str, object]]:
+def twemoji_records(out: Path, npm: Path = NPM_DIR, keywords: dict[str, list[str]] | None = None) -> list[dict[str, object]]:
     """Twemoji (training): each emoji with its name and short names from ``emoji-datasource``; no skin-tone variants."""
     meta = json.loads((npm / "emoji-datasource" / "package" / "emoji.json").read_text(encoding="utf-8"))
     svgs = npm / "twemoji" / "package"
@@ -471,7 +477,7 @@ def twemoji_records(out: Path, npm: Path = NPM_DIR) -> list[dict[str, object]]:
         if not render_svg(svg, png):
             continue
         captions = [t.format(name) for t in EMOJI_TEMPLATES] + shorts + ([f"{name}, {', '.join(shorts)}"] if shorts else [])
-        records.append({"image": str(png), "caption": captions, "names": [name], "source": "twemoji"})
+        records.append({"image": str(png), "caption": captions, "names": [name], "keyword_captions": keyword_captions(name, keywords or {}), "source": "twemoji"})
     return records
 
 
@@ -508,11 +514,89 @@ def openmoji_records(out: Path, npm: Path = NPM_DIR) -> list[dict[str, object]]:
     return records
 
 
+TUXPAINT = Path("/usr/share/tuxpaint/stamps")
+# Iconify's JSON packages of open artwork (npm), each a style of its own: (package, version, style, templates)
+ICONIFY_SETS = (
+    ("@iconify-json/emojione", "1.2.3", "emojione", EMOJI_TEMPLATES),  # EmojiOne 2 artwork, CC BY 4.0
+    ("@iconify-json/streamline-emojis", "1.2.4", "streamline-emojis", EMOJI_TEMPLATES),  # CC BY 4.0
+    ("@iconify-json/game-icons", "1.2.4", "game-icons", ICON_TEMPLATES),  # silhouettes, CC BY 3.0
+    ("@iconify-json/flat-color-icons", "1.2.3", "flat-color-icons", ICON_TEMPLATES),  # Icons8, MIT
+)
+EMOJILIB = "4.0.3"  # npm emojilib (MIT): keywords per emoji, written independently of the artwork sets
+
+
+def tuxpaint_records(out: Path, root: Path = TUXPAINT) -> list[dict[str, object]]:
+    """Tux Paint's stamps (Debian ``tuxpaint-stamps-default``, GPL-2): clip art with a written English description each."""
+    records: list[dict[str, object]] = []
+    for txt in sorted(root.rglob("*.txt")):
+        lines = txt.read_text(encoding="utf-8", errors="replace").splitlines()
+        desc = " ".join(lines[0].split()) if lines and "=" not in lines[0] else ""
+        image = next((p for p in (txt.with_suffix(".svg"), txt.with_suffix(".png")) if p.is_file()), None)
+        name = " ".join(w for w in re.split(r"[-_.\s]+", txt.stem.lower()) if w and not w.isdigit())
+        if image is None or not (desc or name):
+            continue
+        png = out / "rendered" / "tuxpaint" / (hashlib.sha1(str(image).encode()).hexdigest()[:16] + ".png")
+        ok = render_svg(image, png, size=256) if image.suffix == ".svg" else small_copy(image, png).is_file()
+        if not ok:
+            continue
+        captions = [c for c in dict.fromkeys([desc, name, f"a drawing of {name}."]) if c]
+        records.append({"image": str(small_copy(image, png) if image.suffix == ".png" else png), "caption": captions, "names": [name], "source": "tuxpaint"})
+    return records
+
+
+def emoji_keywords(npm: Path = NPM_DIR) -> dict[str, list[str]]:
+    """Emoji keywords from emojilib, by every spelling of the emoji's name (datasource name, short names, emojilib's own)."""
+    lib = json.loads((npm / "emojilib" / "package" / "dist" / "emoji-en-US.json").read_text(encoding="utf-8"))
+    meta = json.loads((npm / "emoji-datasource" / "package" / "emoji.json").read_text(encoding="utf-8"))
+    out: dict[str, list[str]] = {}
+    for e in meta:
+        char = "".join(chr(int(c, 16)) for c in e["unified"].split("-"))
+        words = lib.get(char) or lib.get(char.replace("\ufe0f", ""))
+        if not words:
+            continue
+        kws = [_emoji_name(w) for w in words[1:] if w.isascii() and any(ch.isalpha() for ch in w)]
+        for n in [e.get("name") or "", words[0], *e.get("short_names", [])]:
+            if n:
+                out.setdefault(_emoji_name(n.replace("-", " ")), kws)
+    return out
+
+
+def keyword_captions(name: str, keywords: dict[str, list[str]], n: int = 3) -> list[str]:
+    """A few keyword captions for an emoji: "name, kw, kw, kw" and the first keywords alone."""
+    kws = [k for k in keywords.get(name, []) if k not in name.split()][:n]
+    return ([f"{name}, {', '.join(kws)}"] + kws) if kws else []
+
+
+def iconify_records(style: str, templates: tuple[str, ...], out: Path, npm: Path = NPM_DIR, keywords: dict[str, list[str]] | None = None) -> list[dict[str, object]]:
+    """One Iconify JSON package (unpacked under ``npm/<style>``): every icon rendered from its SVG body, captioned from its name."""
+    data = json.loads((npm / style / "package" / "icons.json").read_text(encoding="utf-8"))
+    width, height = data.get("width", 16), data.get("height", 16)
+    records: list[dict[str, object]] = []
+    for key, icon in sorted(data["icons"].items()):
+        name = " ".join(w for w in key.split("-") if w and not w.isdigit())
+        if len(name) < 3 or key.endswith(SKIN_TONES) or "tone" in key.split("-"):
+            continue
+        w, h = icon.get("width", width), icon.get("height", height)
+        png = out / "rendered" / style / f"{key}.png"
+        if not png.is_file():
+            svg = png.with_suffix(".svg")
+            png.parent.mkdir(parents=True, exist_ok=True)
+            svg.write_text(f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="{icon.get("left", 0)} {icon.get("top", 0)} {w} {h}" width="{w}" height="{h}">{icon["body"]}</svg>', encoding="utf-8")
+            ok = render_svg(svg, png)
+            svg.unlink()
+            if not ok:
+                continue
+        captions = [t.format(name) for t in templates]
+        records.append({"image": str(png), "caption": captions, "names": [name], "keyword_captions": keyword_captions(name, keywords or {}), "source": f"iconify:{style}"})
+    return records
+
+
 def prepare(out: Path, fmnist_per_class: int, *, extra_sources: bool = True) -> dict[str, object]:
     """Write the training manifests (and, with ``extra_sources``, the held-out style manifests) under ``out``; return counts.
 
     Training: ``clipart-train.jsonl``, ``fmnist-train.jsonl``, and with ``extra_sources``
-    ``twemoji-train.jsonl`` and ``icons-train.jsonl``. Held out (never in a training manifest):
+    ``twemoji-train.jsonl``, ``fluent-train.jsonl``, ``icons-train.jsonl``, ``tuxpaint-train.jsonl``
+    and one ``<style>-train.jsonl`` per Iconify set. Held out (never in a training manifest):
     ``heldout-openmoji.jsonl`` and ``heldout-breeze.jsonl``.
     """
     items = read_openclipart()
@@ -525,12 +609,18 @@ def prepare(out: Path, fmnist_per_class: int, *, extra_sources: bool = True) -> 
         "openclipart_items": len(items), "heldout": len(heldout), "clipart_train": len(clip), "clipart_caption_kinds": stats, "fmnist_train": len(fm)
     }
     if extra_sources:
-        tw = twemoji_records(out)
+        kws = emoji_keywords()
+        tw = twemoji_records(out, keywords=kws)
         write_jsonl(tw, out / "twemoji-train.jsonl")
         fl = fluent_records(out)
         write_jsonl(fl, out / "fluent-train.jsonl")
         icons = [r for theme in ICON_TRAIN_THEMES for r in icon_records(theme, out)]
         write_jsonl(icons, out / "icons-train.jsonl")
+        tux = tuxpaint_records(out)
+        write_jsonl(tux, out / "tuxpaint-train.jsonl")
+        iconify = {style: iconify_records(style, tpl, out, keywords=kws) for _, _, style, tpl in ICONIFY_SETS}
+        for style, recs in iconify.items():
+            write_jsonl(recs, out / f"{style}-train.jsonl")
         om = openmoji_records(out)
         write_jsonl(om, out / "heldout-openmoji.jsonl")
         breeze = icon_records(ICON_HELDOUT_THEME, out, templates=("{}",))
@@ -539,6 +629,8 @@ def prepare(out: Path, fmnist_per_class: int, *, extra_sources: bool = True) -> 
             twemoji_train=len(tw),
             fluent_train=len(fl),
             icons_train={t: sum(1 for r in icons if r["source"] == f"icons:{t}") for t in ICON_TRAIN_THEMES},
+            tuxpaint_train=len(tux),
+            iconify_train={style: len(r) for style, r in iconify.items()},
             heldout_openmoji=len(om),
             heldout_breeze=len(breeze),
         )

@@ -56,14 +56,17 @@ def test_heavy_dependencies_are_imported_lazily(module: str) -> None:
 
 
 def test_shipped_head_is_small_and_documented() -> None:
-    assert DEFAULT_HEAD.stat().st_size < 2 * 1024 * 1024  # the repository's limit for a committed file
+    assert DEFAULT_HEAD.stat().st_size < 5 * 1000 * 1000  # int8, under 5 MB
     _, spec = load_head(DEFAULT_HEAD)
-    assert spec.format_version == lit.HEAD_FORMAT_VERSION == 2
-    assert (spec.backbone, spec.text_model, spec.in_dim, spec.out_dim) == (BACKBONE, "all-MiniLM-L6-v2", 1280, 384)
+    assert spec.format_version == lit.HEAD_FORMAT_VERSION == 3
+    assert (spec.backbone, spec.text_model, spec.features, spec.in_dim, spec.out_dim) == (BACKBONE, "all-MiniLM-L6-v2", "pyramid", 2113, 384)
     record = json.loads(DEFAULT_HEAD.with_suffix(".json").read_text())
     stored = json.loads(dict(spec.extra)["training"])
     assert record["settings"]["seed"] == stored["seed"] == 0
-    assert record["training"]["n_pairs"] == stored["n_pairs"] > 10_000
+    assert record["settings"]["resolution"] == spec.resolution and record["settings"]["features"] == spec.features
+    assert record["training"]["n_pairs"] == stored["n_pairs"] > 30_000
+    for name in ("v1", "v2"):  # every earlier head ships with its record
+        assert json.loads(lit.SHIPPED_HEADS[name].with_suffix(".json").read_text())["head"] == lit.SHIPPED_HEADS[name].name
 
 
 def test_dims_dtype_and_norms(encoder: LitEncoder) -> None:
@@ -136,6 +139,58 @@ def test_head_with_wrong_shapes_is_refused(tmp_path: Path) -> None:
         LitEncoder(path)
 
 
+# --- feature layouts: "mean" (lit:v1, lit:v2) and "pyramid" (the shipped head) ---
+
+
+def test_colour_histogram_counts_ink_by_colour() -> None:
+    img = np.full((2, 8, 8, 3), 255, np.uint8)
+    img[0, :4] = (230, 20, 20)  # top half red, bottom half white background
+    hist = lit.colour_histogram(img)
+    assert hist.shape == (2, lit.COLOUR_DIM) and hist.dtype == np.float32
+    red = (3 * lit.COLOUR_BINS + 0) * lit.COLOUR_BINS + 0
+    assert hist[0, red] == pytest.approx(1.0) and hist[0, -1] == pytest.approx(0.5)
+    assert hist[1, :-1].sum() == 0.0 and hist[1, -1] == 1.0  # a blank image: all background, no ink
+
+
+def test_pyramid_features_extend_the_mean_features_from_one_pass() -> None:
+    images = [sample("crow"), sample("bus")]
+    mean = lit.image_features(images, 64)
+    pyr = lit.image_features(images, 64, features="pyramid")
+    assert isinstance(mean, np.ndarray) and isinstance(pyr, np.ndarray)
+    assert mean.shape == (2, 1280) and pyr.shape == (2, lit.FEATURE_DIMS["pyramid"]) == (2, 1280 + 768 + 65)
+    np.testing.assert_allclose(pyr[:, :1280], mean, atol=1e-4)  # the same backbone pass, mean part unchanged
+    colour = pyr[:, -lit.COLOUR_DIM :]
+    np.testing.assert_allclose(colour[:, :-1].sum(1), 1.0, atol=1e-5)  # ink shares sum to one
+    assert not np.allclose(pyr[0, 1280:], pyr[1, 1280:])
+    with pytest.raises(ConfigError, match="feature layout 'max'"):
+        lit.image_features(images, 64, features="max")
+
+
+def test_head_feature_layout_round_trips_and_is_checked(tmp_path: Path) -> None:
+    spec = HeadSpec.for_features("pyramid", hidden=8)
+    path = save_head(build_head(spec), spec, tmp_path / "p.safetensors")
+    enc = LitEncoder(path)
+    assert (enc.spec.features, enc.spec.in_dim, enc.spec.format_version) == ("pyramid", 2113, lit.HEAD_FORMAT_VERSION)
+    assert enc.encode_images([sample("crow")]).shape == (1, 384)
+    wrong = HeadSpec(features="pyramid", in_dim=1280, hidden=8)  # claims pyramid, sized for mean
+    bad = save_head(build_head(wrong), wrong, tmp_path / "wrong.safetensors")
+    with pytest.raises(EncoderError, match=r"maps 1280 -> 384.*pyramid features.*need 2113"):
+        LitEncoder(bad)
+    future = HeadSpec(features="multiscale", hidden=8)
+    newer = save_head(build_head(future), future, tmp_path / "future.safetensors")
+    with pytest.raises(EncoderError, match=r"feature layout 'multiscale'.*upgrade"):
+        LitEncoder(newer)
+    with pytest.raises(ConfigError, match="feature layout 'multiscale'"):
+        HeadSpec.for_features("multiscale")
+
+
+@pytest.mark.parametrize("name", ["v1", "v2"])
+def test_earlier_heads_read_mean_features(name: str) -> None:
+    enc = LitEncoder(name)
+    assert enc.name == f"lit:{name}" and enc.spec.features == "mean" and enc.spec.in_dim == 1280
+    assert enc.encode_images([sample("crow")]).shape == (1, 384)
+
+
 def _trained_like_head(hidden: int = 32) -> tuple[object, HeadSpec]:
     import torch
 
@@ -159,7 +214,7 @@ def test_int8_storage_is_the_default_and_close_to_float(tmp_path: Path) -> None:
     f16 = save_head(head, spec, tmp_path / "f.safetensors", storage="float16")  # type: ignore[arg-type]
     with safe_open(str(q), framework="pt") as f:
         meta = f.metadata()
-        assert (meta["storage"], meta["format_version"]) == ("int8", "2")
+        assert (meta["storage"], meta["format_version"]) == ("int8", str(lit.HEAD_FORMAT_VERSION))
         assert f.get_tensor("linear.weight").dtype == torch.int8 and f.get_tensor("linear.weight.scale").shape == (384,)
         assert f.get_tensor("mlp.0.weight").dtype == torch.int8 and f.get_tensor("mlp.2.weight.scale").dtype == torch.float16
         assert f.get_tensor("linear.bias").dtype == f.get_tensor("mean").dtype == f.get_tensor("std").dtype == torch.float16
@@ -258,14 +313,15 @@ def test_v1_head_is_shipped_and_named() -> None:
     assert LitEncoder(lit.SHIPPED_HEADS["v1"]).name == "lit:v1"  # its path names the same shipped head
 
 
-def test_default_and_v1_are_different_heads() -> None:
-    assert lit.head_fingerprint(DEFAULT_HEAD) != lit.head_fingerprint(lit.SHIPPED_HEADS["v1"])
+def test_default_and_earlier_heads_are_different_heads() -> None:
+    assert len({lit.head_fingerprint(p) for p in lit.SHIPPED_HEADS.values()}) == len(lit.SHIPPED_HEADS) == 3
 
 
 def test_saved_default_with_an_old_fingerprint_resolves_to_that_head() -> None:
     v1_fp = lit.head_fingerprint(lit.SHIPPED_HEADS["v1"])
     new_fp = lit.head_fingerprint(DEFAULT_HEAD)
     assert index_encoder_name("lit:default", v1_fp) == "lit:v1"
+    assert index_encoder_name("lit:default", lit.head_fingerprint(lit.SHIPPED_HEADS["v2"])) == "lit:v2"
     assert index_encoder_name("lit:default", new_fp) == "lit:default"
     assert index_encoder_name("lit:default", None) == "lit:default"  # indexes that saved no fingerprint
     assert index_encoder_name("lit:default", "sha256:0000000000000000") == "lit:default"  # then the weights check speaks

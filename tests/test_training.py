@@ -188,5 +188,6 @@ def test_adapting_the_shipped_head_keeps_its_shape(shapes_folder: Path, cache: P
     report = train_encoder(shapes_folder, tmp_path / "adapted.safetensors", init="default", epochs=2, batch_size=12, resolution=32, hidden=0, val_fraction=0.0, cache_dir=cache, device="cpu")
     _, spec = load_head(report.output)
     _, shipped = load_head(resolve_head_path("default"))
-    assert (report.resolution, report.hidden) == (spec.resolution, spec.hidden) == (shipped.resolution, shipped.hidden) == (64, 768)
+    assert (report.resolution, report.hidden, report.features) == (spec.resolution, spec.hidden, spec.features)
+    assert (spec.resolution, spec.hidden, spec.features) == (shipped.resolution, shipped.hidden, shipped.features) == (80, 768, "pyramid")
     assert json.loads(dict(spec.extra)["training"])["init"] == "default"

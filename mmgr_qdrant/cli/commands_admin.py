@@ -289,6 +289,10 @@ def train_encoder(
     resolution: Annotated[
         int, typer.Option("--resolution", min=16, max=1024, help="Square input size of the image backbone, in pixels.")
     ] = 64,
+    features: Annotated[
+        str, typer.Option("--features", help="What the head reads from the image backbone: pyramid (pooled maps, stages, colour) or mean.")
+    ] = "pyramid",
+    dropout: Annotated[float, typer.Option("--dropout", min=0.0, max=0.95, help="Share of input features dropped per training step.")] = 0.2,
     seed: Annotated[int, typer.Option("--seed", help="Seeds the split, sampling and initialization.")] = 0,
     val_fraction: Annotated[
         float, typer.Option("--val-fraction", min=0.0, max=0.49, help="Share of pairs held out to pick the best epoch.")
@@ -313,6 +317,8 @@ def train_encoder(
             weight_decay=weight_decay,
             hidden=hidden,
             resolution=resolution,
+            features=features,
+            dropout=dropout,
             seed=seed,
             val_fraction=val_fraction,
             cache_dir=cache_dir,

@@ -29,7 +29,9 @@ from ..errors import ConfigError, InputError, missing_dependency
 from ..progress import ProgressCallback, null_progress
 from .lit import (
     BACKBONE,
-    FEATURE_DIM,
+    FEATURE_DIMS,
+    FEATURES_MEAN,
+    FEATURES_PYRAMID,
     TEXT_MODEL,
     HeadSpec,
     build_head,
@@ -94,7 +96,7 @@ class HeadTrainReport:
         val_t2i_recall10, val_i2t_recall10: validation recall@10 of the saved head (NaN without validation).
         temperature: the learned softmax temperature (1 / logit scale).
         seconds: wall time in all; feature_seconds: of which spent computing image and text features.
-        resolution, hidden, seed: the settings used.
+        resolution, hidden, seed, features: the settings used.
     """
 
     output: Path
@@ -114,6 +116,7 @@ class HeadTrainReport:
     resolution: int
     hidden: int
     seed: int
+    features: str = FEATURES_MEAN
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -315,13 +318,16 @@ def cached_image_features(
     *,
     device: str | None = None,
     batch_size: int = 64,
+    features: str = FEATURES_MEAN,
     progress: ProgressCallback = null_progress,
 ) -> tuple[np.ndarray, list[SkippedItem]]:
-    """Pooled backbone features of ``images`` ``(n, 1280)``, from the cache where possible.
+    """Backbone features of ``images`` ``(n, FEATURE_DIMS[features])``, from the cache where possible.
 
     Images that fail to decode get a zero row and a :class:`SkippedItem`.
     """
-    cache = _Cache(cache_dir / f"features-{BACKBONE}-{resolution}px.npz", FEATURE_DIM)
+    dim = FEATURE_DIMS[features]
+    layout = "" if features == FEATURES_MEAN else f"-{features}"
+    cache = _Cache(cache_dir / f"features-{BACKBONE}-{resolution}px{layout}.npz", dim)
     keys = [_image_key(p) for p in images]
     todo = cache.missing(keys)
     by_key = {k: p for k, p in zip(keys, images)}
@@ -334,13 +340,13 @@ def cached_image_features(
     for start in range(0, len(todo), chunk):
         part = todo[start : start + chunk]
         try:
-            feats = image_features([by_key[k] for k in part], resolution, batch_size=batch_size, device=device)
+            feats = image_features([by_key[k] for k in part], resolution, batch_size=batch_size, device=device, features=features)
             assert isinstance(feats, np.ndarray)
             cache.add(part, feats)
         except InputError:  # a truncated file whose header looked fine: find it, one by one
             for k in part:
                 try:
-                    f1 = image_features([by_key[k]], resolution, device=device)
+                    f1 = image_features([by_key[k]], resolution, device=device, features=features)
                     assert isinstance(f1, np.ndarray)
                     cache.add([k], f1)
                 except InputError as exc:
@@ -352,7 +358,7 @@ def cached_image_features(
             last_save = time.monotonic()
     if todo:
         cache.save()
-    out = np.zeros((len(keys), FEATURE_DIM), np.float32)
+    out = np.zeros((len(keys), dim), np.float32)
     good = [i for i, k in enumerate(keys) if k not in bad]
     out[good] = cache.get([keys[i] for i in good])
     return out, skipped
@@ -412,7 +418,9 @@ def train_encoder(
     lr: float = 2e-3,
     weight_decay: float = 0.05,
     hidden: int = 512,
+    dropout: float = 0.2,
     resolution: int = 64,
+    features: str = FEATURES_PYRAMID,
     seed: int = 0,
     val_fraction: float = 0.1,
     cache_dir: str | Path | None = None,
@@ -434,7 +442,12 @@ def train_encoder(
         lr: AdamW peak learning rate (cosine decay to zero, short warm-up).
         weight_decay: AdamW weight decay.
         hidden: 0 for a linear head; else the hidden width of a residual GELU MLP branch.
+        dropout: share of standardized input features dropped in each training step (a
+            regularizer; the saved head is the same shape either way).
         resolution: square input size for the image backbone, in pixels.
+        features: what the head reads from the backbone: ``"pyramid"`` (pooled final map, stage
+            means and a colour histogram, the shipped head's layout) or ``"mean"`` (the final map's
+            mean alone, as the heads lit:v1 and lit:v2 read).
         seed: seeds the split, the sampling and the initialization: same inputs, same head.
         val_fraction: share of pairs held out to pick the best epoch and report recall (0 to skip).
         cache_dir: where image features and text embeddings are cached (default
@@ -443,7 +456,7 @@ def train_encoder(
         min_pairs: fewest usable pairs to accept.
         init: a head file to start from instead of a random head (``"default"`` for the shipped
             one): adapting it to a small domain keeps what it already knows. Its resolution and
-            hidden width replace ``resolution`` and ``hidden``.
+            hidden width and feature layout replace ``resolution``, ``hidden`` and ``features``.
         record: extra facts (data description, ...) stored in the head file and the report.
         progress: called with stages ``"features"``, ``"texts"`` and ``"train"``.
 
@@ -460,26 +473,29 @@ def train_encoder(
         import torch.nn.functional as F
     except ImportError as exc:
         raise missing_dependency("torch", None) from exc
-    if epochs < 1 or batch_size < 2 or lr <= 0 or hidden < 0 or not 0 <= val_fraction < 0.5 or not 16 <= resolution <= 1024:
+    if features not in FEATURE_DIMS:
+        raise ConfigError(f"Unknown LiT feature layout {features!r}; use one of {', '.join(map(repr, FEATURE_DIMS))}.")
+    if epochs < 1 or batch_size < 2 or lr <= 0 or hidden < 0 or not 0 <= val_fraction < 0.5 or not 16 <= resolution <= 1024 or not 0 <= dropout < 1:
         raise ConfigError(
-            f"Invalid training settings (epochs={epochs}, batch_size={batch_size}, lr={lr}, hidden={hidden}, "
-            f"val_fraction={val_fraction}, resolution={resolution}); use epochs>=1, batch_size>=2, lr>0, hidden>=0, 0<=val_fraction<0.5, 16<=resolution<=1024."
+            f"Invalid training settings (epochs={epochs}, batch_size={batch_size}, lr={lr}, hidden={hidden}, dropout={dropout}, "
+            f"val_fraction={val_fraction}, resolution={resolution}); use epochs>=1, batch_size>=2, lr>0, hidden>=0, 0<=dropout<1, "
+            "0<=val_fraction<0.5, 16<=resolution<=1024."
         )
     progress = progress or null_progress
     t0 = time.perf_counter()
     start_from = None
     if init is not None:
         start_from, init_spec = load_head(resolve_head_path(str(init)))
-        if (init_spec.resolution, init_spec.hidden) != (resolution, hidden):
-            logger.info("starting from %s: resolution %d px, hidden %d", init, init_spec.resolution, init_spec.hidden)
-        resolution, hidden = init_spec.resolution, init_spec.hidden
+        if (init_spec.resolution, init_spec.hidden, init_spec.features) != (resolution, hidden, features):
+            logger.info("starting from %s: resolution %d px, hidden %d, %s features", init, init_spec.resolution, init_spec.hidden, init_spec.features)
+        resolution, hidden, features = init_spec.resolution, init_spec.hidden, init_spec.features
     output = Path(output).expanduser()
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     loaded = _as_data(data, min_pairs)
     _check_enough(loaded, min_pairs)
 
     # 1. frozen towers, once: features for every image, embeddings for every distinct caption
-    feats, bad = cached_image_features([p.image for p in loaded.pairs], resolution, cache, device=device, progress=progress)
+    feats, bad = cached_image_features([p.image for p in loaded.pairs], resolution, cache, device=device, features=features, progress=progress)
     bad_paths = {s.item for s in bad}
     keep = [i for i, p in enumerate(loaded.pairs) if str(p.image) not in bad_paths]
     pairs = [loaded.pairs[i] for i in keep]
@@ -516,8 +532,8 @@ def train_encoder(
     random.seed(seed)
     torch.manual_seed(seed)
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    spec = HeadSpec(resolution=resolution, hidden=hidden)
-    head = build_head(spec).to(dev)
+    spec = HeadSpec.for_features(features, resolution=resolution, hidden=hidden)
+    head = build_head(spec, dropout=dropout).to(dev)
     x_all = torch.from_numpy(feats).to(dev)
     if start_from is not None:
         head.load_state_dict(start_from.state_dict())  # keeps its feature statistics too
@@ -610,6 +626,8 @@ def train_encoder(
         "batch_size": bs,
         "lr": lr,
         "weight_decay": weight_decay,
+        "dropout": dropout,
+        "features": features,
         "seed": seed,
         "init": str(init) if init is not None else None,
         "final_loss": round(losses[-1], 4),
@@ -619,7 +637,7 @@ def train_encoder(
         "data_fingerprint": _fingerprint(pairs),
         **(record or {}),
     }
-    spec = HeadSpec(resolution=resolution, hidden=hidden, extra=(("training", json.dumps(summary, sort_keys=True)),))
+    spec = HeadSpec.for_features(features, resolution=resolution, hidden=hidden, extra=(("training", json.dumps(summary, sort_keys=True)),))
     save_head(head.cpu(), spec, output)
     logger.info("saved LiT head to %s (val t2i R@10 %.3f, i2t R@10 %.3f)", output, v_t2i, v_i2t)
     return HeadTrainReport(
@@ -640,6 +658,7 @@ def train_encoder(
         resolution=resolution,
         hidden=hidden,
         seed=seed,
+        features=features,
         extra=dict(record or {}),
     )
 
