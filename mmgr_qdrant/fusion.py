@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .encoders.base import normalize
 from .errors import ArtifactError, InputError
 from .progress import ProgressCallback, null_progress
 
@@ -51,12 +52,6 @@ def check_weight(weight: Any) -> float:
     return w
 
 
-def _normalize(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    n = np.linalg.norm(x, axis=-1, keepdims=True)
-    return (x / np.maximum(n, 1e-12)).astype(np.float32)
-
-
 def weighted_fusion(image: np.ndarray, text: np.ndarray, weight: float = DEFAULT_FUSION_WEIGHT) -> np.ndarray:
     """The untrained fusion ``normalize((1 - w) * image + w * text)`` of ``(d,)`` or ``(n, d)`` embeddings.
 
@@ -64,10 +59,10 @@ def weighted_fusion(image: np.ndarray, text: np.ndarray, weight: float = DEFAULT
         InputError: the weight is outside 0..1, or the shapes differ.
     """
     w = check_weight(weight)
-    a, b = _normalize(image), _normalize(text)
+    a, b = normalize(image), normalize(text)
     if a.shape != b.shape:
         raise InputError(f"Image and text embeddings have shapes {a.shape} and {b.shape}; fuse embeddings of one encoder.")
-    out = _normalize((1.0 - w) * a + w * b)
+    out = normalize((1.0 - w) * a + w * b)
     if not np.isfinite(out).all() or (np.linalg.norm(out, axis=-1) < 0.5).any():
         raise InputError("The image and text embeddings cancel out at this weight; choose another fusion_weight.")
     return out
@@ -141,7 +136,7 @@ class TrainedFusion:
         """
         import torch
 
-        a, b = _normalize(image), _normalize(text)
+        a, b = normalize(image), normalize(text)
         if a.shape != b.shape or a.shape[-1] != self.dim:
             raise InputError(f"Fusion of {self.dim}-d embeddings got shapes {a.shape} and {b.shape}; use the index's encoder.")
         single = a.ndim == 1
@@ -227,17 +222,17 @@ def train_fusion(
     """
     import torch
 
-    a, b = _normalize(references), _normalize(modifications)
+    a, b = normalize(references), normalize(modifications)
     if a.ndim != 2 or a.shape != b.shape:
         raise InputError(f"References and modifications need two (n, d) arrays of one shape, got {a.shape} and {b.shape}.")
     n = a.shape[0]
     if corpus is None:
-        t = _normalize(targets)
+        t = normalize(targets)
         if t.shape != a.shape:
             raise InputError(f"Targets need shape {a.shape} (one embedding per triple), got {t.shape}; or pass corpus= and indices.")
         cands, positives = t, [[i] for i in range(n)]
     else:
-        cands = _normalize(corpus)
+        cands = normalize(corpus)
         if cands.ndim != 2 or cands.shape[1] != a.shape[1]:
             raise InputError(f"corpus= needs shape (m, {a.shape[1]}), got {cands.shape}.")
         positives = [[int(x) for x in (tg if isinstance(tg, (list, tuple, np.ndarray)) else [tg])] for tg in targets]

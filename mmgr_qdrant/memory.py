@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from .encoders.base import normalize
+
 logger = logging.getLogger(__name__)
 
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)  # expansion weights the leave-one-out fit chooses from
@@ -45,10 +47,6 @@ MIN_FIT_QUERIES = 10  # fewer distinct learned queries: no fit, near repeats onl
 FEW_MIN_SIM = 0.9
 MAX_FIT_QUERIES = 300  # leave-one-out on at most this many learned queries
 MAX_FIT_DOCS = 50_000  # and ranks at most this many documents (their relevant ones always among them)
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -93,7 +91,7 @@ class QueryMemory:
         w = np.where(covered, np.exp(logits), 0.0)  # (b, n)
         w = w / np.maximum(w.sum(1, keepdims=True), 1e-12)
         centre = np.einsum("bn,bnd->bd", w, self.centres[top])  # (b, d); zero where nothing is covered
-        return _unit(vecs + w_exp * centre), best.astype(np.float32)
+        return normalize(vecs + w_exp * centre), best.astype(np.float32)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The arrays saved in the build bundle (their keys leave room for the build's other arrays)."""
@@ -124,10 +122,10 @@ def fit_memory(
         return None, {"n_queries": 0}
     used, local = np.unique(qidx, return_inverse=True)
     m, d = len(used), doc_vecs.shape[1]
-    u = _unit(queries[used])
+    u = normalize(queries[used])
     centres = np.zeros((m, d), np.float64)
     np.add.at(centres, local, grades[:, None].astype(np.float64) * doc_vecs[rows].astype(np.float64))
-    c = _unit(centres)
+    c = normalize(centres)
     if m < MIN_FIT_QUERIES:
         memory = QueryMemory(u, c, 1.0, FEW_MIN_SIM)
         return memory, {**memory.params(), "fit": "too few learned queries to fit; near repeats only"}

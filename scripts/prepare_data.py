@@ -536,11 +536,12 @@ def tuxpaint_records(out: Path, root: Path = TUXPAINT) -> list[dict[str, object]
         if image is None or not (desc or name):
             continue
         png = out / "rendered" / "tuxpaint" / (hashlib.sha1(str(image).encode()).hexdigest()[:16] + ".png")
-        ok = render_svg(image, png, size=256) if image.suffix == ".svg" else small_copy(image, png).is_file()
-        if not ok:
+        if image.suffix == ".png":
+            png = small_copy(image, png)  # the stamp itself when it is already small
+        elif not render_svg(image, png, size=256):
             continue
         captions = [c for c in dict.fromkeys([desc, name, f"a drawing of {name}."]) if c]
-        records.append({"image": str(small_copy(image, png) if image.suffix == ".png" else png), "caption": captions, "names": [name], "source": "tuxpaint"})
+        records.append({"image": str(png), "caption": captions, "names": [name], "source": "tuxpaint"})
     return records
 
 

@@ -83,6 +83,17 @@ SHIPPED_HEADS: dict[str, Path] = {
 PAD_VALUE = 255  # letterbox with white: clip art and documents have white (or transparent) grounds
 
 
+def feature_dim(features: str) -> int:
+    """The size of the feature layout ``features`` (see :data:`FEATURE_DIMS`).
+
+    Raises:
+        ConfigError: ``features`` is not a known layout.
+    """
+    if features not in FEATURE_DIMS:
+        raise ConfigError(f"Unknown LiT feature layout {features!r}; use one of {', '.join(map(repr, FEATURE_DIMS))}.")
+    return FEATURE_DIMS[features]
+
+
 @dataclass(frozen=True)
 class HeadSpec:
     """What a head file declares about itself (its safetensors metadata).
@@ -117,9 +128,7 @@ class HeadSpec:
         Raises:
             ConfigError: ``features`` is not a known layout.
         """
-        if features not in FEATURE_DIMS:
-            raise ConfigError(f"Unknown LiT feature layout {features!r}; use one of {', '.join(map(repr, FEATURE_DIMS))}.")
-        return cls(features=features, in_dim=FEATURE_DIMS[features], **kwargs)
+        return cls(features=features, in_dim=feature_dim(features), **kwargs)
 
     def metadata(self) -> dict[str, str]:
         """The safetensors metadata (all values strings) that describe this head."""
@@ -527,8 +536,7 @@ def image_features(
         InputError: an image cannot be loaded (the message names it).
         ConfigError: ``features`` is not a known layout.
     """
-    if features not in FEATURE_DIMS:
-        raise ConfigError(f"Unknown LiT feature layout {features!r}; use one of {', '.join(map(repr, FEATURE_DIMS))}.")
+    dim = feature_dim(features)
     torch = _torch()
     device = device or best_device()
     model = image_backbone(device)
@@ -539,11 +547,12 @@ def image_features(
             batch = np.stack([preprocess(load_image(x), resolution) for x in images[start : start + batch_size]])  # (b, R, R, 3)
             x = torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float()  # (b, 3, R, R), channels-last in memory
             x = x / 127.5 - 1.0  # EfficientNet-Lite was trained on inputs in [-1, 1]
-            pooled = _backbone_pass(model, x, features).float().cpu().numpy()  # (b, 1280) or (b, 2048)
-            feats.append(pooled if features == FEATURES_MEAN else np.concatenate([pooled, colour_histogram(batch)], axis=1))
+            pooled = _backbone_pass(model, x, features)  # (b, 1280) or (b, 2048); the first 1280 are the mean
+            part = pooled.float().cpu().numpy()
+            feats.append(part if features == FEATURES_MEAN else np.concatenate([part, colour_histogram(batch)], axis=1))
             if with_logits:
-                logits.append(model.get_submodule("_fc")(torch.from_numpy(pooled[:, :FEATURE_DIM]).to(device)).float().cpu().numpy())
-    out = np.concatenate(feats) if feats else np.zeros((0, FEATURE_DIMS[features]), np.float32)
+                logits.append(model.get_submodule("_fc")(pooled[:, :FEATURE_DIM]).float().cpu().numpy())
+    out = np.concatenate(feats) if feats else np.zeros((0, dim), np.float32)
     if with_logits:
         return out, (np.concatenate(logits) if logits else np.zeros((0, 1000), np.float32))
     return out

@@ -27,14 +27,15 @@ import numpy as np
 
 from ..errors import ConfigError, InputError, missing_dependency
 from ..progress import ProgressCallback, null_progress
+from .base import normalize
 from .lit import (
     BACKBONE,
-    FEATURE_DIMS,
     FEATURES_MEAN,
     FEATURES_PYRAMID,
     TEXT_MODEL,
     HeadSpec,
     build_head,
+    feature_dim,
     image_features,
     load_head,
     resolve_head_path,
@@ -325,7 +326,7 @@ def cached_image_features(
 
     Images that fail to decode get a zero row and a :class:`SkippedItem`.
     """
-    dim = FEATURE_DIMS[features]
+    dim = feature_dim(features)
     layout = "" if features == FEATURES_MEAN else f"-{features}"
     cache = _Cache(cache_dir / f"features-{BACKBONE}-{resolution}px{layout}.npz", dim)
     keys = [_image_key(p) for p in images]
@@ -375,8 +376,7 @@ def cached_text_embeddings(texts: Sequence[str], cache_dir: Path, *, device: str
         progress("texts", min(start + chunk, len(todo)), len(todo), {})
     if todo:
         cache.save()
-    emb = cache.get(list(texts))
-    return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    return normalize(cache.get(list(texts)))
 
 
 # --- training -----------------------------------------------------------------------------------
@@ -473,8 +473,7 @@ def train_encoder(
         import torch.nn.functional as F
     except ImportError as exc:
         raise missing_dependency("torch", None) from exc
-    if features not in FEATURE_DIMS:
-        raise ConfigError(f"Unknown LiT feature layout {features!r}; use one of {', '.join(map(repr, FEATURE_DIMS))}.")
+    feature_dim(features)  # a clear error for an unknown layout, before any work
     if epochs < 1 or batch_size < 2 or lr <= 0 or hidden < 0 or not 0 <= val_fraction < 0.5 or not 16 <= resolution <= 1024 or not 0 <= dropout < 1:
         raise ConfigError(
             f"Invalid training settings (epochs={epochs}, batch_size={batch_size}, lr={lr}, hidden={hidden}, dropout={dropout}, "
