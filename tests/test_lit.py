@@ -56,7 +56,7 @@ def test_heavy_dependencies_are_imported_lazily(module: str) -> None:
 
 
 def test_shipped_head_is_small_and_documented() -> None:
-    assert DEFAULT_HEAD.stat().st_size < 5 * 1000 * 1000  # int8, under 5 MB
+    assert DEFAULT_HEAD.stat().st_size < 2 * 1024 * 1024  # the repository's limit for a committed file
     _, spec = load_head(DEFAULT_HEAD)
     assert spec.format_version == lit.HEAD_FORMAT_VERSION == 3
     assert (spec.backbone, spec.text_model, spec.features, spec.in_dim, spec.out_dim) == (BACKBONE, "all-MiniLM-L6-v2", "pyramid", 2113, 384)

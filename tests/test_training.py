@@ -189,5 +189,5 @@ def test_adapting_the_shipped_head_keeps_its_shape(shapes_folder: Path, cache: P
     _, spec = load_head(report.output)
     _, shipped = load_head(resolve_head_path("default"))
     assert (report.resolution, report.hidden, report.features) == (spec.resolution, spec.hidden, spec.features)
-    assert (spec.resolution, spec.hidden, spec.features) == (shipped.resolution, shipped.hidden, shipped.features) == (80, 768, "pyramid")
+    assert (spec.resolution, spec.hidden, spec.features) == (shipped.resolution, shipped.hidden, shipped.features) == (80, 448, "pyramid")
     assert json.loads(dict(spec.extra)["training"])["init"] == "default"
