@@ -9,7 +9,8 @@ Data, split by construction (queries are never indexed):
 
 Per size, on Qdrant Edge through the public API plus the store (``r.store``): add rate before the
 build and into the built index (same chunk size), build time and peak RSS (VmHWM, reset before
-the build), open time (docid log replay, and a full scan for comparison), then per query,
+the build; printed with the resident memory just before it and this benchmark's own input arrays,
+which the peak includes), open time (docid log replay, and a full scan for comparison), then per query,
 raw exact (in a pass of its own: the ground truth), then interleaved (the same query through every
 path back to back): raw Edge HNSW (``shard.query``), ``search(mode="dense")`` and ``search()``
 (hybrid), with recall@10 of each against raw exact, p50 and p95; batches of 64 through ``search_batch`` and the raw batch call; the router
@@ -48,6 +49,14 @@ TARGETS = {"hybrid_over_hnsw_p50": 1.5, "hybrid_recall_over_exact": 0.99, "dense
            "hybrid_over_dense_p50_10k": 1.2, "built_over_unbuilt_add_rate": 0.8, "router_1q_ms": 0.5, "router_batch_ms_per_query": 0.1}
 
 
+def rss_mb() -> float:
+    """This process's resident memory now (VmRSS), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values) * 1e3, q))
 
@@ -72,6 +81,10 @@ def run_size(name: str, x: np.ndarray, qs: np.ndarray, args: Any, root: Path, ti
     out["add_per_s_unbuilt"] = n_late / (t2 - t1)
     out["add_s"] = t2 - t
     gc.collect()
+    # what the process holds before the build: this benchmark's own vectors and queries (inputs_mb),
+    # the engine's shard and the library; the build's peak counts all of it
+    out["inputs_mb"] = (x.nbytes + qs.nbytes) / 2**20
+    out["rss_before_build_mb"] = rss_mb()
     reset_peak()
     rep = r.build(seed=args.seed, time_budget_s=time_budget_s)
     out.update(build_s=rep.total_s, fit_s=rep.fit_s, train_s=rep.train_s, build_peak_mb=peak_mb())
@@ -221,11 +234,12 @@ def main() -> None:
         print(f"{s['name']:<10}{s['n']:>8} {cell('hnsw'):>11} {cell('exact'):>11} {cell('dense'):>11} {cell('hybrid'):>11} {cell('router'):>11}"
               f" {cell('filtered_raw'):>11} {s['hnsw_recall@10']:>7.3f}{s['dense_recall@10']:>8.3f}{s['hybrid_recall@10']:>7.3f}"
               f" {s['hnsw_batch_ms_per_query']:>7.3f}{s['dense_batch_ms_per_query']:>8.3f}{s['hybrid_batch_ms_per_query']:>7.3f}{s['router_batch_ms_per_query']:>7.3f}")
-    print(f"\n{'run':<10}{'add/s unbuilt':>14}{'add/s built':>12}{'ratio':>7}{'build s':>8}{'peak MB':>8}{'reindex s':>10}{'open s':>7}{'scan s':>7}"
-          f"{'L1/query':>9}{'shards@16':>10}{'shards@64':>10}")
+    print(f"\n{'run':<10}{'add/s unbuilt':>14}{'add/s built':>12}{'ratio':>7}{'build s':>8}{'peak MB':>8}{'before MB':>10}{'inputs MB':>10}"
+          f"{'reindex s':>10}{'open s':>7}{'scan s':>7}{'L1/query':>9}{'shards@16':>10}{'shards@64':>10}")
     for s in runs:
         print(f"{s['name']:<10}{s['add_per_s_unbuilt']:>14.0f}{s['add_per_s_built']:>12.0f}{s['built_over_unbuilt_add_rate']:>7.2f}{s['build_s']:>8.1f}"
-              f"{s['build_peak_mb']:>8.0f}{s['reindex_s']:>10.1f}{s['open_s']:>7.2f}{s['open_scan_s']:>7.2f}{s['level1_codes_per_query']:>9.1f}"
+              f"{s['build_peak_mb']:>8.0f}{s['rss_before_build_mb']:>10.0f}{s['inputs_mb']:>10.0f}{s['reindex_s']:>10.1f}{s['open_s']:>7.2f}"
+              f"{s['open_scan_s']:>7.2f}{s['level1_codes_per_query']:>9.1f}"
               f"{s['shards_per_query_16']:>10.1f}{s['shards_per_query_64']:>10.1f}")
         rows += [(f"{s['name']} hybrid/hnsw p50", s["hybrid_over_hnsw_p50"]), (f"{s['name']} dense-hnsw p50 ms", s["dense_minus_hnsw_p50_ms"]),
                  (f"{s['name']} hybrid/dense p50", s["hybrid_over_dense_p50"]), (f"{s['name']} hybrid recall@10", s["hybrid_recall@10"]),

@@ -63,10 +63,11 @@ class GenerativeIndex:
     memory: QueryMemory | None = None  # learned query expansion (memory.py); None without learned pairs
     centres: tuple[np.ndarray, np.ndarray] | None = None  # raw level-1 centres (K, d) and their modality (K,): likeness
     _decodable: DocidTrie | None = field(default=None, repr=False)
-    _counts: tuple[Any, ...] | None = field(default=None, repr=False)  # (trie, {depth: (radix, keys, counts)})
+    _counts: tuple[Any, ...] | None = field(default=None, repr=False)  # (trie, {depth: (radix, keys, counts, dense | None)})
     _fast: tuple[Any, Any] | None = field(default=None, repr=False)  # (decoder, its NumpyDecoder)
     _l1: tuple[Any, ...] | None = field(default=None, repr=False)  # (scheme, centroids (K1, d) | None, |c|^2 (K1,))
     _plans: tuple[Any, ...] | None = field(default=None, repr=False)  # (decodable trie, NumpyDecoder, {(depth, force): PrefixPlan})
+    _like: tuple[Any, ...] | None = field(default=None, repr=False)  # (centres, {modality: (c_j / |c_j|^2)^T (d, K)})
 
     # Batches up to this size decode with the numpy copy of the decoder (no per-op framework cost);
     # larger ones with torch, whose kernels win once the arrays are big (measured: 1 query 0.36 ms
@@ -330,7 +331,12 @@ class GenerativeIndex:
         prior = np.zeros((len(q), n), dtype=np.float32)
         c1 = np.minimum(prefixes[..., 1], len(cents) - 1)
         firsts = prefixes[..., 0] if valid is None else prefixes[..., 0][valid]
-        mods = [modality] if modality is not None else np.unique(firsts).tolist()
+        if modality is not None:
+            mods = [modality]
+        elif table and len(firsts) and firsts[0] == firsts[-1]:  # a table is in trie order: one modality
+            mods = [int(firsts[0])]
+        else:
+            mods = np.unique(firsts).tolist()
         for m in mods:
             x = self.scheme.preprocess(q, np.full(len(q), int(m), dtype=np.int32))
             ip = x @ cents_t  # (b, K1)
@@ -359,15 +365,22 @@ class GenerativeIndex:
         image-only index (the modality gap, which the scheme's per-modality centring would remove),
         an image of a style never indexed. ``None`` for builds made before it was saved.
         """
-        if self.centres is None:
+        centres = self.centres
+        if centres is None:
             return None
-        cents, mods = self.centres
-        if modality is not None:
-            cents = cents[mods == modality]
-        if len(cents) == 0:
+        cached = self._like
+        by_modality = cached[1] if cached is not None and cached[0] is centres else {}
+        scaled = by_modality.get(modality)
+        if scaled is None:  # once per build and modality: the centres scaled by 1/|c|^2, transposed
+            cents, mods = centres
+            if modality is not None:
+                cents = cents[mods == modality]
+            scaled = np.ascontiguousarray((cents / np.maximum((cents * cents).sum(1), 1e-12)[:, None]).T, dtype=np.float32)
+            self._like = (centres, {**by_modality, modality: scaled})  # one tuple, swapped whole: safe for concurrent readers
+        if scaled.shape[1] == 0:
             return None
         q = np.asarray(queries, dtype=np.float32).reshape(len(queries), -1)
-        return (q @ cents.T / np.maximum((cents * cents).sum(1), 1e-12)).max(1)  # (b,)
+        return (q @ scaled).max(1)  # (b,)
 
     def _level1(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """The level-1 centroids, their transpose and squared norms, computed once per scheme."""
@@ -394,11 +407,17 @@ class GenerativeIndex:
         if depth not in by_depth:  # one table per depth: hybrid, positive and negative concepts use different depths
             radix = trie.max_codes()[:depth].astype(np.int64) + 1
             keys, counts = np.unique(_prefix_keys(trie.codes[:, :depth], radix), return_counts=True)
-            by_depth = {**by_depth, depth: (radix, keys, counts)}
+            dense = None
+            if float(np.prod(radix.astype(np.float64))) <= _DENSE_COUNTS:  # every key's count in one array: a lookup, no search
+                dense = np.zeros(int(np.prod(radix)), dtype=np.int64)
+                dense[keys] = counts
+            by_depth = {**by_depth, depth: (radix, keys, counts, dense)}
             self._counts = (trie, by_depth)  # one tuple, swapped whole: safe for concurrent readers
-        radix, keys, counts = by_depth[depth]
-        inside = (pre < radix).all(1)
+        radix, keys, counts, dense = by_depth[depth]
+        inside = ((pre >= 0) & (pre < radix)).all(1)
         k = _prefix_keys(np.where(inside[:, None], pre, 0), radix)
+        if dense is not None:
+            return np.where(inside, dense[k], 0)
         pos = np.minimum(np.searchsorted(keys, k), len(keys) - 1)
         return np.where(inside & (keys[pos] == k), counts[pos], 0)
 
@@ -427,6 +446,9 @@ class GenerativeIndex:
     def prefix_filter(self, prefixes: Sequence[Sequence[int]]) -> Filter:
         """One ``MatchAny`` over this generation's tags of ``prefixes``."""
         return Filter(must=(Match(F_PREFIXES, tuple(tag(self.generation, p) for p in prefixes)),))
+
+
+_DENSE_COUNTS = 1 << 20  # prefix_counts keeps a dense count per possible prefix below this many (8 MB)
 
 
 def _best(table: np.ndarray, scores: np.ndarray, beam_size: int) -> BeamResult:

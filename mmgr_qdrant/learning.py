@@ -299,6 +299,8 @@ class TrainingPlan:
         n_learned: learned pairs used for training.
         n_learned_held_out: learned pairs kept for calibration instead.
         memory / memory_info: the learned query expansion (``mmgr_qdrant/memory.py``) and its fit.
+        exclude: ``None``, or the pairs of ``queries`` held out for calibration (``train_decoder``'s
+            ``exclude``): without learned pairs the queries are the given array, not a copy.
     """
 
     queries: np.ndarray
@@ -313,6 +315,12 @@ class TrainingPlan:
     n_learned_held_out: int
     memory: QueryMemory | None = None
     memory_info: dict[str, Any] | None = None
+    exclude: np.ndarray | None = None
+
+    @property
+    def n_pairs(self) -> int:
+        """The pairs the decoder trains on (the excluded ones left out)."""
+        return len(self.queries) - (int(self.exclude.sum()) if self.exclude is not None else 0)
 
 
 def training_plan(
@@ -358,7 +366,14 @@ def training_plan(
         cal_d.append(docids[rows[held]])
     lq, lr, lw = pairs.queries[qidx[~held]], rows[~held], w[~held]
     memory, memory_info = fit_memory(pairs.queries, qidx, rows, pairs.weights[ok], vecs, seed=seed)  # all learned pairs
-    queries = np.concatenate([bq[keep], lq]).astype(np.float32)
+    exclude = None
+    if len(lq) == 0 and bq.dtype == np.float32:  # the pairs as given (often the scanned vectors themselves), the slice excluded
+        queries, exclude = bq, (None if keep.all() else ~keep)
+        keep = np.ones(len(bq), bool)
+    else:  # filled in place: one copy of the vectors, not three
+        queries = np.empty((int(keep.sum()) + len(lq), dim), np.float32)
+        np.compress(keep, bq, axis=0, out=queries[: int(keep.sum())])
+        queries[int(keep.sum()) :] = lq
     targets = np.concatenate([bt[keep], docids[lr]]).astype(np.int64)
     doc_index = np.concatenate([bi[keep], lr]).astype(np.int64)
     weights = np.concatenate([bw[keep], lw]).astype(np.float32)
@@ -369,7 +384,7 @@ def training_plan(
     return TrainingPlan(
         queries, targets, doc_index, weights, mix, np.asarray(buckets, np.int64),
         np.concatenate(cal_q).astype(np.float32), np.concatenate(cal_d).astype(np.int64), len(lr), int(held.sum()),
-        memory, memory_info,
+        memory, memory_info, exclude,
     )
 
 

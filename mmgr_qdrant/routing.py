@@ -265,11 +265,15 @@ def admit_beams(
 
 def level1_centres(vecs: np.ndarray, docids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The raw mean vector of each (modality, level-1 code) group of documents ``(K, d)``, and its modality ``(K,)``."""
+    from scipy.sparse import csr_matrix
+
     keys, group = np.unique(np.asarray(docids)[:, :2], axis=0, return_inverse=True)
     group = group.reshape(-1)
     sums = np.zeros((len(keys), vecs.shape[1]), np.float64)
-    for s in range(0, len(vecs), 65_536):  # blocks: no float64 copy of a million vectors
-        np.add.at(sums, group[s : s + 65_536], np.asarray(vecs[s : s + 65_536], np.float64))
+    for s in range(0, len(vecs), 16_384):  # blocks in float64: no float64 copy of a million vectors (67 MB at a time)
+        g = group[s : s + 16_384]
+        onehot = csr_matrix((np.ones(len(g)), (g, np.arange(len(g)))), shape=(len(keys), len(g)))  # (K, block)
+        sums += onehot @ np.asarray(vecs[s : s + 16_384], np.float64)
     counts = np.bincount(group, minlength=len(keys)).astype(np.float64)
     return (sums / counts[:, None]).astype(np.float32), keys[:, 0].astype(np.int64)
 

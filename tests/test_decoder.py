@@ -304,6 +304,32 @@ def test_early_stopping_and_time_budget() -> None:
     assert rep.stop_reason == "time_budget" and rep.steps == 1 and rep.epochs_run == 1
 
 
+def test_excluded_pairs_are_neither_trained_nor_validated_on() -> None:
+    """``exclude`` holds pairs out: the counts leave them out, and a cluster that only they label
+    is learned when they are trained on and not when they are excluded."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 16)).astype(np.float32)
+    x[:60, 1] += 6.0  # a cluster of its own
+    y = np.stack([np.zeros(300, np.int64), (x[:, 0] > 0).astype(np.int64)], 1)  # level 1: the sign of x0 ...
+    y[:60, 1] = 1  # ... except in the cluster, always 1
+    out = np.zeros(300, bool)
+    out[:60] = True
+    config = DecoderConfig(16, (1, 2), **TINY)
+    trie = DocidTrie(np.array([[0, 0], [0, 1]]))
+    kw: dict[str, object] = {"config": config, "epochs": 60, "batch_size": 32, "lr": 1e-2, "seed": 0, "val_fraction": 0.1, "patience": 60}
+    accuracy: dict[str, tuple[float, float]] = {}
+    for name, ex in (("excluded", out), ("trained", None)):
+        model, rep = train_decoder(x, y, exclude=ex, **kw)
+        assert rep.n_train + rep.n_val == (240 if ex is not None else 300)
+        got = beam_search(model, trie, x, beam_size=1, depth=2).prefixes[:, 0, 1]
+        accuracy[name] = (float(np.mean(got[:60] == 1)), float(np.mean(got[60:] == y[60:, 1])))
+    assert accuracy["trained"][0] >= 0.85 and accuracy["excluded"][0] <= 0.6  # the cluster is learned only from its pairs
+    assert accuracy["excluded"][1] >= 0.8  # the rule is learned either way
+    for bad in (np.ones(300, bool), np.zeros(299, bool), np.zeros(300, np.int64)):
+        with pytest.raises(InputError):
+            train_decoder(x, y, config=config, epochs=1, exclude=bad)
+
+
 def test_trie_updates_match_a_set_and_copies_are_independent() -> None:
     """add/remove merge into the sorted codes; the result equals a trie built from scratch."""
     rng = np.random.default_rng(5)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mmgr_qdrant import ConfigError, MultimodalRetriever
+from mmgr_qdrant import ConfigError, MultimodalRetriever, generative
 
 
 def clustered(dim: int, n_clusters: int = 40, per: int = 50, seed: int = 0) -> np.ndarray:
@@ -19,7 +19,7 @@ def clustered(dim: int, n_clusters: int = 40, per: int = 50, seed: int = 0) -> n
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def test_budget_prior_and_counts(tmp_path: Path, tiny_encoder: Any) -> None:
+def test_budget_prior_and_counts(tmp_path: Path, tiny_encoder: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # min_candidates=0: this 2,000-document collection is small enough that the floor would admit a
     # large share of it; the budget itself is what this test checks
     r = MultimodalRetriever.create(
@@ -36,6 +36,21 @@ def test_budget_prior_and_counts(tmp_path: Path, tiny_encoder: Any) -> None:
     pre, counts = np.unique(codes[:, :2], axis=0, return_counts=True)
     assert (gen.prefix_counts(pre) == counts).all()
     assert gen.prefix_counts(np.array([[1, 10_000]])).tolist() == [0]
+    # a dense count per possible prefix (small code spaces) and the sorted-key search give the same counts
+    odd = np.concatenate([pre, [[1, 10_000], [-1, 0], [0, -3], [7, 0]]])
+    dense = gen.prefix_counts(odd)
+    assert gen._counts is not None and gen._counts[1][2][3] is not None  # the dense table was used
+    monkeypatch.setattr(generative, "_DENSE_COUNTS", 0)
+    gen._counts = None
+    assert gen.prefix_counts(odd).tolist() == dense.tolist() == [*counts.tolist(), 0, 0, 0, 0]
+    assert gen._counts[1][2][3] is None
+
+    # likeness: max_j q . c_j / |c_j|^2 over the raw level-1 centres (cached per modality)
+    assert gen.centres is not None
+    cents = gen.centres[0][gen.centres[1] == 1]
+    want = (x[:50] @ cents.T / (cents * cents).sum(1)).max(1)
+    np.testing.assert_allclose(gen.likeness(x[:50], 1), want, rtol=1e-5)
+    np.testing.assert_allclose(gen.likeness(x[:50], 1), want, rtol=1e-5)  # from the cache
 
     # admit keeps the best prefixes while they fit in the budget, but always at least min_docs
     pairs = [(tuple(int(c) for c in p), -float(i)) for i, p in enumerate(pre)]

@@ -169,6 +169,36 @@ def test_no_pairs_trains_on_indexing_pairs_only(filled: tuple[MultimodalRetrieve
     assert plan.targets[-2:].tolist() == [docids[3].tolist(), docids[4].tolist()]
 
 
+def test_plan_holds_out_calibration_rows_with_one_copy(filled: tuple[MultimodalRetriever, list[Any]]) -> None:
+    """At 1,000+ documents a slice is held out for calibration; the rest are the queries, in order,
+    and the indexing pairs of a collection without links are its vectors themselves (no copy)."""
+    from mmgr_qdrant.payload import LibraryFields
+    from mmgr_qdrant.retriever.build import _training_pairs
+
+    r, real_ids = filled
+    rng = np.random.default_rng(3)
+    vecs = rng.normal(size=(1200, r.config.dim)).astype(np.float32)
+    docids = np.stack([np.zeros(1200, np.int64), np.arange(1200) % 8, np.arange(1200)], 1)
+    ids = list(range(10_000, 11_200))  # none of them has learned pairs
+    base = _training_pairs(ids, vecs, docids, [LibraryFields()] * 1200)
+    assert base[0] is vecs and np.array_equal(base[2], np.arange(1200))
+    plan = training_plan(r.store, ids, vecs, docids, base)
+    held = [int(np.flatnonzero((vecs == q).all(1))[0]) for q in plan.cal_queries]
+    assert len(held) == 24 and len(set(held)) == 24  # 2% of 1,200
+    assert plan.queries is vecs and plan.exclude is not None  # no learned pairs: the vectors themselves, the slice excluded
+    assert sorted(np.flatnonzero(plan.exclude).tolist()) == sorted(held) and plan.n_pairs == 1176
+    assert np.array_equal(plan.doc_index, np.arange(1200)) and np.array_equal(plan.targets, docids)
+    assert np.array_equal(plan.cal_docids, docids[held])
+    r.learn(["q"], [[real_ids[0]]])  # with a learned pair the queries are one new array
+    with_pair = training_plan(r.store, [*ids[:-1], real_ids[0]], vecs, docids, base)
+    kept = np.setdiff1d(np.arange(1200), held)
+    assert with_pair.exclude is None and with_pair.n_pairs == len(with_pair.queries) == 1176 + 1
+    assert np.array_equal(with_pair.queries[:1176], vecs[kept]) and np.array_equal(with_pair.doc_index[:1176], kept)
+    linked = [LibraryFields(links=(ids[1],))] + [LibraryFields()] * 1199  # a link adds a pair, so the queries are copied
+    q, t, d = _training_pairs(ids, vecs, docids, linked)
+    assert len(q) == 1201 and np.array_equal(q[-1], vecs[0]) and t[-1].tolist() == docids[1].tolist() and d[-1] == 1
+
+
 def test_build_without_pairs_and_fixed_rule(filled: tuple[MultimodalRetriever, list[Any]]) -> None:
     """An index nobody taught builds and searches as before; the earlier fixed budget is still reachable."""
     from dataclasses import replace

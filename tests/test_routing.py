@@ -7,7 +7,7 @@ import pytest
 
 from mmgr_qdrant.config import HybridConfig
 from mmgr_qdrant.errors import ConfigError
-from mmgr_qdrant.routing import admit_by_mass, calibrated
+from mmgr_qdrant.routing import admit_by_mass, calibrated, level1_centres
 
 N = 10_000
 HC = HybridConfig(mass_target=0.9, min_fraction=0.0, max_fraction=0.5, min_candidates=0)
@@ -117,3 +117,16 @@ def test_batched_admission_equals_the_loop(seed: int) -> None:
         want = admit_by_mass(pairs, [int(counts[p[-1]]) for p, _ in pairs], n_docs=N, k=k, hybrid=hc, temperature=t)
         assert (a.pairs, a.n_admitted, a.reason, a.floor, a.ceiling) == (want.pairs, want.n_admitted, want.reason, want.floor, want.ceiling)
         assert a.probs == pytest.approx(want.probs) and a.mass == pytest.approx(want.mass) and a.confidence == pytest.approx(want.confidence)
+
+
+def test_level1_centres_are_the_groups_means_across_blocks() -> None:
+    """Each (modality, level-1 code) group's plain mean, summed block by block (40,000 rows: three blocks)."""
+    rng = np.random.default_rng(4)
+    vecs = rng.normal(size=(40_000, 8)).astype(np.float32)
+    docids = np.stack([rng.integers(1, 3, 40_000), rng.integers(0, 5, 40_000), np.arange(40_000)], 1)
+    cents, mods = level1_centres(vecs, docids)
+    keys = np.unique(docids[:, :2], axis=0)
+    assert cents.shape == (len(keys), 8) and cents.dtype == np.float32 and mods.tolist() == keys[:, 0].tolist()
+    for row, key in enumerate(keys):
+        want = vecs[(docids[:, :2] == key).all(1)].astype(np.float64).mean(0)
+        np.testing.assert_allclose(cents[row], want, rtol=1e-5, atol=1e-6)

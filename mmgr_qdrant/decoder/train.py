@@ -212,6 +212,7 @@ def train_decoder(
     mix_prob: float = 0.5,
     doc_buckets: np.ndarray | None = None,
     init: DocidDecoder | None = None,
+    exclude: np.ndarray | None = None,
 ) -> tuple[DocidDecoder, TrainReport]:
     """Train a :class:`DocidDecoder` on ``queries[i] -> targets[i]`` pairs.
 
@@ -248,6 +249,9 @@ def train_decoder(
             hard negative per pair, another document of the target's bucket.
         init: a trained decoder to start from (a retrain: same docids, new pairs); used when its
             config equals the one for this data, else training starts from scratch.
+        exclude: (m,) bool, pairs the caller holds out (neither trained nor validated on), so
+            that a caller can pass a whole array, such as the documents' own vectors, instead
+            of a copy without those rows.
 
     Returns:
         The trained model (eval mode, best epoch's weights) and a :class:`TrainReport`.
@@ -267,7 +271,9 @@ def train_decoder(
         raise InputError(f"mix must be a bool array of shape ({m},) and needs doc_vectors and doc_index; pass them together.")
     if doc_buckets is not None and (doc_vectors is None or np.shape(doc_buckets) != (len(doc_vectors),)):
         raise InputError("doc_buckets must hold one bucket per row of doc_vectors; pass doc_vectors with it.")
-    extras = (weights, mix, mix_prob, doc_buckets, init)
+    if exclude is not None and (np.shape(exclude) != (m,) or np.asarray(exclude).dtype != bool or bool(np.all(exclude))):
+        raise InputError(f"exclude must be a bool array of shape ({m},) that leaves at least one pair to train on.")
+    extras = (weights, mix, mix_prob, doc_buckets, init, exclude)
     _m, d = queries.shape
     L = targets.shape[1]
     if config is None:
@@ -322,19 +328,23 @@ def _train(
     seed: int,
     progress: ProgressCallback,
     t0: float,
-    extras: tuple[np.ndarray | None, np.ndarray | None, float, np.ndarray | None, DocidDecoder | None] = (None, None, 0.0, None, None),
+    extras: tuple[Any, ...] = (None, None, 0.0, None, None, None),
 ) -> tuple[DocidDecoder, TrainReport]:
     m, d = queries.shape
-    weights, mix, mix_prob, doc_buckets, init = extras
+    weights, mix, mix_prob, doc_buckets, init, exclude = extras
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     gen = torch.Generator(device=dev).manual_seed(seed)
 
-    n_val = min(round(m * val_fraction), max_val, m - 1) if val_fraction > 0 else 0
     perm = rng.permutation(m)
+    if exclude is not None:  # held out by the caller: in neither slice
+        perm = perm[~exclude[perm]]
+    usable = len(perm)
+    n_val = min(round(usable * val_fraction), max_val, usable - 1) if val_fraction > 0 else 0
     if mix is not None:  # learned query pairs are all trained on: the held-out slice comes from the others
         perm = np.concatenate([perm[~mix[perm]], perm[mix[perm]]])
-        n_val = min(n_val, int((~mix).sum()) - 1) if (~mix).sum() > 1 else 0
+        plain = int((~mix[perm]).sum())
+        n_val = min(n_val, plain - 1) if plain > 1 else 0
     val_idx, train_idx = np.sort(perm[:n_val]), perm[n_val:]
     n_train = len(train_idx)
 

@@ -73,7 +73,7 @@ class Builder:
             params.setdefault("time_budget_s", 240.0 if refit or old is None else RETRAIN_BUDGET_S)
             decoder, train = train_decoder(
                 plan.queries, plan.targets, doc_vectors=vecs, doc_index=plan.doc_index, vocab_sizes=vocab, seed=seed, progress=report,
-                weights=plan.weights, mix=plan.mix, doc_buckets=plan.buckets,
+                weights=plan.weights, mix=plan.mix, doc_buckets=plan.buckets, exclude=plan.exclude,
                 init=None if refit or old is None else old.decoder, **params,  # a retrain continues from the current decoder
             )
             t3 = time.perf_counter()
@@ -84,7 +84,7 @@ class Builder:
             fresh = GenerativeIndex(scheme, decoder, trie, generation, {}, {}, None, centres)
             routing = {**fit_temperature(fresh, plan.cal_queries, plan.cal_docids, config.hybrid),
                        "min_likeness": fit_likeness(fresh, vecs, mods, seed=seed)}
-            info = {"n_docs": n, "n_pairs": len(plan.queries), "trained_at": time.time(), "docid_stats": stats.as_dict(),
+            info = {"n_docs": n, "n_pairs": plan.n_pairs, "trained_at": time.time(), "docid_stats": stats.as_dict(),
                     "train": train.to_dict(), "scheme": config.docid_scheme, "index_id": config.index_id, "learned_pairs": plan.n_learned,
                     "routing": routing}
             if plan.memory_info is not None:
@@ -138,7 +138,12 @@ class Builder:
 def _training_pairs(
     ids: list[PointId], vecs: np.ndarray, docids: np.ndarray, metas: list[LibraryFields]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Decoder training pairs: each document to its own docid, and linked documents to each other's."""
+    """Decoder training pairs: each document to its own docid, and linked documents to each other's.
+
+    Without links the queries are ``vecs`` itself, not a copy (a million 512-d vectors are 2 GB).
+    """
+    if not any(meta.links for meta in metas):
+        return vecs, docids, np.arange(len(ids))
     row = {pid: i for i, pid in enumerate(ids)}
     src = list(range(len(ids)))
     dst = list(range(len(ids)))
