@@ -7,6 +7,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -23,6 +24,18 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     t0 = time.perf_counter()
     out = fn()
     return time.perf_counter() - t0, out
+
+
+def status_mb(field: str, pid: int | str = "self") -> float:
+    """A memory line of ``/proc/<pid>/status`` (``VmRSS`` now, ``VmHWM`` the peak) in MB; NaN where there is none."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return float("nan")
+    for line in lines:
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def report(title: str, rows: list[tuple[str, Any]], figures: dict[str, Any], as_json: bool) -> None:

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._common import parser, report
+from benchmarks._common import parser, report, status_mb
 
 TARGETS = {"hybrid_over_dense": 0.99, "filter_fraction": 0.10, "beam_1q_ms": 3.0, "beam_batch_ms_per_query": 0.5,
            "hybrid_over_dense_latency": 2.0, "build_100k_s": 300.0}
@@ -57,10 +57,8 @@ def reset_peak() -> None:
 
 
 def peak_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """This process's peak RSS since the last :func:`reset_peak` (VmHWM), in MB."""
+    return status_mb("VmHWM")
 
 
 # -- helpers ---------------------------------------------------------------------------------------

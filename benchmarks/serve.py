@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import parser, report
+from benchmarks._common import parser, report, status_mb
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "examples" / "data"
@@ -81,13 +81,6 @@ def build_sample(path: Path, collection: str, encoder: str | None) -> None:
     with MultimodalRetriever.create(collection, path=path, **kwargs) as r:
         r.add_images([str(DATA / row["file"]) for row in rows], captions=[row["caption"] for row in rows], caption_docs=True)
         r.build()
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main() -> None:
@@ -172,12 +165,12 @@ def main() -> None:
                 return len(body["hits"]) == args.k
 
             load(one_http, queries, 50, args.clients)  # warm-up
-            samples: list[float] = [rss_mb(proc.pid)]
+            samples: list[float] = [status_mb("VmRSS", proc.pid)]
             stop = threading.Event()
 
             def sample() -> None:
                 while not stop.wait(0.2):
-                    samples.append(rss_mb(proc.pid))
+                    samples.append(status_mb("VmRSS", proc.pid))
 
             took.clear()
             sampler = threading.Thread(target=sample, daemon=True)
@@ -185,7 +178,7 @@ def main() -> None:
             wall_h, lat_h, err_h = load(one_http, queries, args.requests, args.clients)
             stop.set()
             sampler.join()
-            samples.append(rss_mb(proc.pid))
+            samples.append(status_mb("VmRSS", proc.pid))
         finally:
             proc.terminate()
             try:

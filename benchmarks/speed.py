@@ -42,19 +42,11 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np
 
-from benchmarks._common import parser, report
+from benchmarks._common import parser, report, status_mb
 from benchmarks.retrieval import _VectorsOnly, peak_mb, reset_peak, synthetic
 
 TARGETS = {"hybrid_over_hnsw_p50": 1.5, "hybrid_recall_over_exact": 0.99, "dense_minus_hnsw_p50_ms": 0.3,
            "hybrid_over_dense_p50_10k": 1.2, "built_over_unbuilt_add_rate": 0.8, "router_1q_ms": 0.5, "router_batch_ms_per_query": 0.1}
-
-
-def rss_mb() -> float:
-    """This process's resident memory now (VmRSS), in MB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -84,7 +76,7 @@ def run_size(name: str, x: np.ndarray, qs: np.ndarray, args: Any, root: Path, ti
     # what the process holds before the build: this benchmark's own vectors and queries (inputs_mb),
     # the engine's shard and the library; the build's peak counts all of it
     out["inputs_mb"] = (x.nbytes + qs.nbytes) / 2**20
-    out["rss_before_build_mb"] = rss_mb()
+    out["rss_before_build_mb"] = status_mb("VmRSS")
     reset_peak()
     rep = r.build(seed=args.seed, time_budget_s=time_budget_s)
     out.update(build_s=rep.total_s, fit_s=rep.fit_s, train_s=rep.train_s, build_peak_mb=peak_mb())

@@ -34,6 +34,8 @@ if TYPE_CHECKING:  # torch loads only once a build is used, so `import mmgr_qdra
 
 logger = logging.getLogger(__name__)
 
+_DENSE_COUNTS = 1 << 20  # prefix_counts keeps a dense count per possible prefix below this many (8 MB)
+
 
 def retag(cond: Condition | None, generation: int) -> Any:
     """Rewrite plain prefix matches (``1.12``) of a filter into this generation's tags (``3/1.12``)."""
@@ -446,9 +448,6 @@ class GenerativeIndex:
     def prefix_filter(self, prefixes: Sequence[Sequence[int]]) -> Filter:
         """One ``MatchAny`` over this generation's tags of ``prefixes``."""
         return Filter(must=(Match(F_PREFIXES, tuple(tag(self.generation, p) for p in prefixes)),))
-
-
-_DENSE_COUNTS = 1 << 20  # prefix_counts keeps a dense count per possible prefix below this many (8 MB)
 
 
 def _best(table: np.ndarray, scores: np.ndarray, beam_size: int) -> BeamResult:

@@ -328,7 +328,9 @@ def _train(
     seed: int,
     progress: ProgressCallback,
     t0: float,
-    extras: tuple[Any, ...] = (None, None, 0.0, None, None, None),
+    extras: tuple[np.ndarray | None, np.ndarray | None, float, np.ndarray | None, DocidDecoder | None, np.ndarray | None] = (
+        None, None, 0.0, None, None, None,
+    ),  # weights, mix, mix_prob, doc_buckets, init, exclude
 ) -> tuple[DocidDecoder, TrainReport]:
     m, d = queries.shape
     weights, mix, mix_prob, doc_buckets, init, exclude = extras
