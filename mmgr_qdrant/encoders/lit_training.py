@@ -32,6 +32,8 @@ from .lit import (
     BACKBONE,
     FEATURES_MEAN,
     FEATURES_PYRAMID,
+    STORAGE_INT8,
+    STORAGES,
     TEXT_MODEL,
     HeadSpec,
     build_head,
@@ -40,6 +42,7 @@ from .lit import (
     load_head,
     resolve_head_path,
     save_head,
+    stored_state,
     text_embeddings,
 )
 
@@ -428,6 +431,7 @@ def train_encoder(
     min_pairs: int = MIN_PAIRS,
     init: str | Path | None = None,
     record: dict[str, Any] | None = None,
+    storage: str = STORAGE_INT8,
     progress: ProgressCallback | None = None,
 ) -> HeadTrainReport:
     """Train the LiT projection head on captioned images and save it as a head file.
@@ -458,6 +462,9 @@ def train_encoder(
             one): adapting it to a small domain keeps what it already knows. Its resolution and
             hidden width and feature layout replace ``resolution``, ``hidden`` and ``features``.
         record: extra facts (data description, ...) stored in the head file and the report.
+        storage: how the file stores the weights (``"int8"``, ``"nf4"`` or ``"float16"``, see
+            :func:`~mmgr_qdrant.encoders.lit.save_head`); the validation figures are those of the
+            weights as stored.
         progress: called with stages ``"features"``, ``"texts"`` and ``"train"``.
 
     Returns:
@@ -474,6 +481,8 @@ def train_encoder(
     except ImportError as exc:
         raise missing_dependency("torch", None) from exc
     feature_dim(features)  # a clear error for an unknown layout, before any work
+    if storage not in STORAGES:
+        raise ConfigError(f"Unknown LiT head storage {storage!r}; use one of {', '.join(map(repr, STORAGES))}.")
     if epochs < 1 or batch_size < 2 or lr <= 0 or hidden < 0 or not 0 <= val_fraction < 0.5 or not 16 <= resolution <= 1024 or not 0 <= dropout < 1:
         raise ConfigError(
             f"Invalid training settings (epochs={epochs}, batch_size={batch_size}, lr={lr}, hidden={hidden}, dropout={dropout}, "
@@ -608,9 +617,14 @@ def train_encoder(
         progress("train", epoch, epochs, info)
     if len(val_idx):
         head.load_state_dict(best[2])
-        best_epoch, (v_t2i, v_i2t) = best[1], best[3]
+        best_epoch, (f_t2i, f_i2t) = best[1], best[3]
+        # the figures reported are those of the weights as the file stores them (int8 or nf4 rounding)
+        head.load_state_dict(stored_state(head, storage))
+        v_t2i, v_i2t = evaluate()
+        head.load_state_dict(best[2])
     else:
-        best_epoch, (v_t2i, v_i2t) = epochs, (float("nan"), float("nan"))
+        best_epoch, (f_t2i, f_i2t) = epochs, (float("nan"), float("nan"))
+        v_t2i, v_i2t = f_t2i, f_i2t
     temperature = float(1 / logit_scale.detach().exp().clamp(max=100.0))
 
     seconds = time.perf_counter() - t0
@@ -632,12 +646,14 @@ def train_encoder(
         "final_loss": round(losses[-1], 4),
         "val_t2i_recall10": round(v_t2i, 4),
         "val_i2t_recall10": round(v_i2t, 4),
+        "val_recall10_before_rounding": [round(f_t2i, 4), round(f_i2t, 4)],
+        "storage": storage,
         "temperature": round(temperature, 4),
         "data_fingerprint": _fingerprint(pairs),
         **(record or {}),
     }
     spec = HeadSpec.for_features(features, resolution=resolution, hidden=hidden, extra=(("training", json.dumps(summary, sort_keys=True)),))
-    save_head(head.cpu(), spec, output)
+    save_head(head.cpu(), spec, output, storage=storage)
     logger.info("saved LiT head to %s (val t2i R@10 %.3f, i2t R@10 %.3f)", output, v_t2i, v_i2t)
     return HeadTrainReport(
         output=output,
