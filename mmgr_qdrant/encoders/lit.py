@@ -225,14 +225,19 @@ def save_head(head: torch.nn.Module, spec: HeadSpec, path: str | Path, *, storag
         from safetensors.torch import save_file
     except ImportError as exc:
         raise missing_dependency("safetensors", "lit") from exc
-    if storage not in STORAGES:
-        raise ConfigError(f"Unknown LiT head storage {storage!r}; use one of {', '.join(map(repr, STORAGES))}.")
+    check_storage(storage)
     path = Path(path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = replace(spec, format_version=HEAD_FORMAT_VERSION).metadata()
     meta["storage"] = storage
     save_file(_encode(head, storage), str(path), metadata=meta)
     return path
+
+
+def check_storage(storage: str) -> None:
+    """Raise ``ConfigError`` unless ``storage`` is one of :data:`STORAGES`."""
+    if storage not in STORAGES:
+        raise ConfigError(f"Unknown LiT head storage {storage!r}; use one of {', '.join(map(repr, STORAGES))}.")
 
 
 def stored_state(head: torch.nn.Module, storage: str) -> dict[str, torch.Tensor]:
@@ -243,8 +248,7 @@ def stored_state(head: torch.nn.Module, storage: str) -> dict[str, torch.Tensor]
     Raises:
         ConfigError: ``storage`` is not one of :data:`STORAGES`.
     """
-    if storage not in STORAGES:
-        raise ConfigError(f"Unknown LiT head storage {storage!r}; use one of {', '.join(map(repr, STORAGES))}.")
+    check_storage(storage)
     return _dequantize(_encode(head, storage), storage, {k: tuple(v.shape) for k, v in head.state_dict().items()})
 
 
@@ -286,6 +290,7 @@ def _quantize_nf4(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     padded[:, :cols] = w
     g = padded.view(rows, groups, NF4_GROUP)  # (out, groups, NF4_GROUP)
     levels = torch.tensor(NF4_LEVELS)  # (16,)
+    midpoints = (levels[1:] + levels[:-1]) / 2  # (15,) the nearest level's index is the bucket
     amax = g.abs().amax(dim=2)  # (out, groups)
     best_err = torch.full_like(amax, float("inf"))
     codes = torch.zeros(g.shape, dtype=torch.int64)
@@ -293,7 +298,7 @@ def _quantize_nf4(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     for step in NF4_SCALE_STEPS:
         s = (amax * step).to(torch.float16).float()
         s = torch.where(s > 0, s, torch.ones_like(s))
-        idx = ((g / s[:, :, None]).unsqueeze(-1) - levels).abs().argmin(dim=-1)  # (out, groups, NF4_GROUP)
+        idx = torch.bucketize(g / s[:, :, None], midpoints)  # (out, groups, NF4_GROUP)
         err = ((levels[idx] * s[:, :, None] - g) ** 2).sum(dim=2)  # (out, groups)
         better = err < best_err
         codes = torch.where(better[:, :, None], idx, codes)

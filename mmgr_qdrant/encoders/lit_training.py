@@ -33,10 +33,10 @@ from .lit import (
     FEATURES_MEAN,
     FEATURES_PYRAMID,
     STORAGE_INT8,
-    STORAGES,
     TEXT_MODEL,
     HeadSpec,
     build_head,
+    check_storage,
     feature_dim,
     image_features,
     load_head,
@@ -481,8 +481,7 @@ def train_encoder(
     except ImportError as exc:
         raise missing_dependency("torch", None) from exc
     feature_dim(features)  # a clear error for an unknown layout, before any work
-    if storage not in STORAGES:
-        raise ConfigError(f"Unknown LiT head storage {storage!r}; use one of {', '.join(map(repr, STORAGES))}.")
+    check_storage(storage)
     if epochs < 1 or batch_size < 2 or lr <= 0 or hidden < 0 or not 0 <= val_fraction < 0.5 or not 16 <= resolution <= 1024 or not 0 <= dropout < 1:
         raise ConfigError(
             f"Invalid training settings (epochs={epochs}, batch_size={batch_size}, lr={lr}, hidden={hidden}, dropout={dropout}, "
